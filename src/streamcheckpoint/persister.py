@@ -1,0 +1,252 @@
+"""The persister contract and the base every built-in backend shares.
+
+:class:`CheckpointPersister` is Go's ``persist.CheckpointPersister``: exactly ``write`` and
+``read``. :class:`BasePersister` adds ``write_many``, ``list``, ``delete``, ``close`` and the
+monotonic rule, and does all argument validation *before* a backend touches storage, so every
+backend accepts and refuses exactly the same input.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
+
+from .checkpoint import (
+    Checkpoint,
+    CheckpointRecord,
+    PartitionKey,
+    check_checkpoint,
+    check_key_component,
+    make_key,
+    record_sort_key,
+)
+from .errors import CheckpointRegressionError, PersistError
+
+__all__ = [
+    "BasePersister",
+    "CheckpointItems",
+    "CheckpointPersister",
+    "check_monotonic",
+    "normalize_items",
+    "normalize_scope",
+]
+
+_Self = TypeVar("_Self", bound="BasePersister")
+
+CheckpointItems: TypeAlias = (
+    "Mapping[PartitionKey, Checkpoint] | Iterable[tuple[PartitionKey, Checkpoint]]"
+)
+
+
+@runtime_checkable
+class CheckpointPersister(Protocol):
+    """Stores and retrieves checkpoints keyed on namespace, name, consumer group and partition.
+
+    The contract of Go's ``persist.CheckpointPersister``. ``read`` of a key that was never
+    written returns :meth:`Checkpoint.start_of_stream`.
+    """
+
+    def write(
+        self,
+        namespace: str,
+        name: str,
+        consumer_group: str,
+        partition_id: str,
+        checkpoint: Checkpoint,
+    ) -> None:
+        """Store ``checkpoint`` for the partition; durable once this returns."""
+
+    def read(self, namespace: str, name: str, consumer_group: str, partition_id: str) -> Checkpoint:
+        """Return the stored checkpoint, or start of stream if none was written."""
+
+
+def normalize_items(items: CheckpointItems) -> list[tuple[PartitionKey, Checkpoint]]:
+    """Validate a ``write_many`` argument and return it as a list of (key, checkpoint) pairs.
+
+    Accepts a mapping or an iterable of pairs whose keys are :class:`PartitionKey` or any
+    4-tuple of strings. A key given twice is refused: which one should win is ambiguous.
+    """
+    pairs: Iterable[object] = items.items() if isinstance(items, Mapping) else items
+    if isinstance(pairs, (str, bytes)):
+        raise TypeError("write_many needs a mapping or an iterable of (key, checkpoint) pairs")
+    result: list[tuple[PartitionKey, Checkpoint]] = []
+    seen: set[PartitionKey] = set()
+    for index, pair in enumerate(pairs):
+        if not isinstance(pair, Sequence) or isinstance(pair, (str, bytes)) or len(pair) != 2:
+            raise TypeError(
+                f"write_many item {index} must be a (key, checkpoint) pair, got {pair!r}"
+            )
+        raw_key, checkpoint = pair
+        if not isinstance(raw_key, Sequence) or isinstance(raw_key, str) or len(raw_key) != 4:
+            raise TypeError(
+                f"write_many item {index}: the key must be a PartitionKey(namespace, name, "
+                f"consumer_group, partition_id), got {raw_key!r}"
+            )
+        key = make_key(*raw_key)
+        check_checkpoint(checkpoint)
+        if key in seen:
+            raise ValueError(f"write_many got {key.describe()} more than once; pass each key once")
+        seen.add(key)
+        result.append((key, checkpoint))
+    return result
+
+
+def normalize_scope(
+    namespace: str | None, name: str | None, consumer_group: str | None
+) -> tuple[str, ...]:
+    """Validate ``list`` filters, which narrow in key order, and return the given prefix."""
+    given = (("namespace", namespace), ("name", name), ("consumer_group", consumer_group))
+    prefix: list[str] = []
+    for position, (field, value) in enumerate(given):
+        if value is None:
+            later = [f for f, v in given[position + 1 :] if v is not None]
+            if later:
+                raise ValueError(
+                    f"list() filters narrow in key order: {later[0]} needs {field} too"
+                )
+            break
+        prefix.append(check_key_component(field, value))
+    return tuple(prefix)
+
+
+def check_monotonic(key: PartitionKey, stored: Checkpoint | None, new: Checkpoint) -> None:
+    """Raise :class:`CheckpointRegressionError` if ``new`` would move ``stored`` backwards."""
+    if stored is not None and new.sequence_number < stored.sequence_number:
+        raise CheckpointRegressionError(key, stored, new)
+
+
+class BasePersister(abc.ABC):
+    """Shared behaviour of the built-in persisters.
+
+    Subclasses implement the underscored storage methods; everything here validates first.
+    With ``monotonic=True`` a write whose sequence number is lower than the stored one raises
+    :class:`~streamcheckpoint.errors.CheckpointRegressionError` and changes nothing.
+    """
+
+    def __init__(self, *, monotonic: bool = False) -> None:
+        if not isinstance(monotonic, bool):
+            raise TypeError(f"monotonic must be a bool, not {type(monotonic).__name__}")
+        self.monotonic = monotonic
+        self._closed = False
+
+    # -- the contract ---------------------------------------------------------------------
+
+    def write(
+        self,
+        namespace: str,
+        name: str,
+        consumer_group: str,
+        partition_id: str,
+        checkpoint: Checkpoint,
+    ) -> None:
+        """Store ``checkpoint`` for the partition; durable once this returns."""
+        key = make_key(namespace, name, consumer_group, partition_id)
+        check_checkpoint(checkpoint)
+        self._check_open()
+        self._write(key, checkpoint)
+
+    def read(self, namespace: str, name: str, consumer_group: str, partition_id: str) -> Checkpoint:
+        """Return the stored checkpoint, or :meth:`Checkpoint.start_of_stream` if none."""
+        key = make_key(namespace, name, consumer_group, partition_id)
+        self._check_open()
+        stored = self._read(key)
+        return Checkpoint.start_of_stream() if stored is None else stored
+
+    # -- the extensions -------------------------------------------------------------------
+
+    def write_many(self, items: CheckpointItems) -> None:
+        """Store several checkpoints, all or nothing.
+
+        ``items`` is a mapping ``PartitionKey -> Checkpoint`` or an iterable of such pairs.
+        In monotonic mode one regression rejects the whole batch.
+        """
+        pairs = normalize_items(items)
+        self._check_open()
+        if pairs:
+            self._write_many(pairs)
+
+    def list(
+        self,
+        namespace: str | None = None,
+        name: str | None = None,
+        consumer_group: str | None = None,
+    ) -> builtins.list[CheckpointRecord]:
+        """Return stored checkpoints, optionally narrowed by namespace, then name, then group.
+
+        Sorted by key, partition ids in natural order (``"2"`` before ``"10"``).
+        """
+        prefix = normalize_scope(namespace, name, consumer_group)
+        self._check_open()
+        return sorted(self._list(prefix), key=record_sort_key)
+
+    def delete(
+        self,
+        namespace: str,
+        name: str,
+        consumer_group: str,
+        partition_id: str | None = None,
+    ) -> int:
+        """Delete one partition's checkpoint, or the whole consumer group's; return the count."""
+        scope = normalize_scope(namespace, name, consumer_group)
+        if len(scope) != 3:
+            raise ValueError("delete() needs namespace, name and consumer_group")
+        if partition_id is not None:
+            check_key_component("partition_id", partition_id)
+        self._check_open()
+        return self._delete(scope[0], scope[1], scope[2], partition_id)
+
+    def close(self) -> None:
+        """Release resources; the persister can't be used afterwards. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PersistError(f"{type(self).__name__} is closed; open a new one")
+
+    # -- what a backend implements --------------------------------------------------------
+
+    @abc.abstractmethod
+    def _write(self, key: PartitionKey, checkpoint: Checkpoint) -> None:
+        """Store one validated checkpoint (honouring ``self.monotonic``)."""
+
+    @abc.abstractmethod
+    def _write_many(self, pairs: builtins.list[tuple[PartitionKey, Checkpoint]]) -> None:
+        """Store validated, distinct pairs atomically (honouring ``self.monotonic``)."""
+
+    @abc.abstractmethod
+    def _read(self, key: PartitionKey) -> Checkpoint | None:
+        """Return the stored checkpoint or ``None``."""
+
+    @abc.abstractmethod
+    def _list(self, prefix: tuple[str, ...]) -> Iterable[CheckpointRecord]:
+        """Yield records whose key starts with ``prefix`` (any order)."""
+
+    @abc.abstractmethod
+    def _delete(
+        self, namespace: str, name: str, consumer_group: str, partition_id: str | None
+    ) -> int:
+        """Delete and return how many checkpoints were removed."""
+
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release backend resources."""

@@ -1,0 +1,170 @@
+"""Shared fixtures: one ``backend`` fixture parametrized over every persister backend.
+
+External servers come from environment variables. Unreachable means skip, except under
+``STREAMCHECKPOINT_REQUIRE_SERVERS=1`` (set by ``.ci/run``), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamcheckpoint import BasePersister, MemoryPersister
+
+POSTGRES_URL = os.environ.get(
+    "STREAMCHECKPOINT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get(
+    "STREAMCHECKPOINT_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+)
+REQUIRE_SERVERS = os.environ.get("STREAMCHECKPOINT_REQUIRE_SERVERS", "") not in ("", "0")
+
+_server_checks: dict[str, str | None] = {}
+
+
+def require_server(url: str) -> str:
+    """Return ``url`` if its server answers; otherwise skip (or fail under REQUIRE_SERVERS)."""
+    if url not in _server_checks:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 5})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            _server_checks[url] = None
+        except Exception as exc:  # any driver error means "not reachable"
+            _server_checks[url] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        finally:
+            engine.dispose()
+    problem = _server_checks[url]
+    if problem is not None:
+        message = f"database server at {url} is unreachable ({problem})"
+        if REQUIRE_SERVERS:
+            pytest.fail(f"{message}; STREAMCHECKPOINT_REQUIRE_SERVERS=1 requires it")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL schema for one test: yields (url, schema) and drops it afterwards."""
+    import sqlalchemy as sa
+
+    url = require_server(POSTGRES_URL)
+    schema = f"sc_test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield url, schema
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@dataclass
+class Backend:
+    """One store under test. ``open()`` returns a new persister over the *same* store."""
+
+    name: str
+    opener: Callable[..., BasePersister]
+    durable: bool = True  # a persister opened after all others closed still sees the data
+    go_layout: bool = False  # Go's file naming: `$` is dropped from names, `_` is ambiguous
+    opened: list[BasePersister] = field(default_factory=list)
+
+    def open(self, **options: Any) -> BasePersister:
+        persister = self.opener(**options)
+        self.opened.append(persister)
+        return persister
+
+    def close_all(self) -> None:
+        for persister in reversed(self.opened):
+            persister.close()
+
+
+BACKEND_NAMES = [
+    "memory",
+    "file-nested",
+    "file-go",
+    "sqlite-file",
+    "sqlite-memory",
+    pytest.param("postgresql", marks=pytest.mark.postgres),
+]
+
+
+def _memory_backend() -> Backend:
+    shared: list[MemoryPersister] = []
+
+    # MemoryPersister has no shared store, so "reopening" hands back views of one dict.
+    def opener(monotonic: bool = False) -> BasePersister:
+        persister = MemoryPersister(monotonic=monotonic)
+        if shared:
+            persister._data = shared[0]._data
+            persister._lock = shared[0]._lock
+        shared.append(persister)
+        return persister
+
+    return Backend("memory", opener, durable=False)
+
+
+def make_backend(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    """Build the backend called ``name`` in ``tmp_path``."""
+    if name == "memory":
+        return _memory_backend()
+    if name in ("file-nested", "file-go"):
+        from streamcheckpoint import FilePersister  # type: ignore[attr-defined,unused-ignore]
+
+        layout = "go" if name == "file-go" else "nested"
+        directory = tmp_path / "checkpoints"
+        return Backend(
+            name,
+            lambda **kw: FilePersister(directory, layout=layout, **kw),
+            go_layout=layout == "go",
+        )
+    from streamcheckpoint import SQLPersister  # type: ignore[attr-defined,unused-ignore]
+
+    if name == "sqlite-file":
+        url = f"sqlite:///{tmp_path / 'checkpoints.db'}"
+        return Backend(name, lambda **kw: SQLPersister(url, **kw))
+    if name == "sqlite-memory":
+        first: list[Any] = []
+
+        def opener(**kw: Any) -> BasePersister:
+            persister = SQLPersister(first[0].engine if first else "sqlite://", **kw)
+            first.append(persister)
+            return persister  # type: ignore[no-any-return,unused-ignore]
+
+        return Backend(name, opener, durable=False)
+    if name == "postgresql":
+        url, schema = request.getfixturevalue("postgres_schema")
+        return Backend(name, lambda **kw: SQLPersister(url, schema=schema, **kw))
+    raise AssertionError(f"unknown backend {name}")
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Every backend in turn; closes what the test opened."""
+    b = make_backend(request.param, tmp_path, request)
+    try:
+        yield b
+    finally:
+        b.close_all()
+
+
+@pytest.fixture
+def persister(backend: Backend) -> BasePersister:
+    """A persister (monotonic=False) on each backend in turn."""
+    return backend.open()
+
+
+@pytest.fixture
+def go_fixtures_dir() -> Path:
+    """Files written by Go's ``persist.FilePersister`` (copied from ../shared/fixtures)."""
+    return Path(__file__).parent / "data" / "go-persist"
