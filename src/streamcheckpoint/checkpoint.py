@@ -235,7 +235,7 @@ def parse_go_time(text: str) -> datetime | None:
         tz = timezone.utc
     else:
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
-        if offset >= timedelta(hours=24):
+        if int(off_h) > 23 or int(off_m) > 59:
             raise CorruptCheckpointError(f'checkpoint "enqueueTime" {text!r} has a bad offset')
         tz = timezone(-offset if sign == "-" else offset)
     micro = int((frac or "").ljust(6, "0")[:6])

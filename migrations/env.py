@@ -1,0 +1,114 @@
+"""Alembic environment for streamcheckpoint's own tables.
+
+Driven two ways:
+
+* by :mod:`streamcheckpoint.migrations` (the API, the ``streamcheckpoint db`` commands, a
+  persister opened with ``migrate=True``): the live connection, or the URL for ``--sql``, and the
+  schema arrive in ``config.attributes``;
+* by the alembic command line from a source checkout (``alembic -c alembic.ini upgrade head``):
+  the URL comes from ``-x url=...``, else ``STREAMCHECKPOINT_URL``; the schema from
+  ``-x schema=...``.
+
+Either way the version table is ``streamcheckpoint_alembic_version`` and online migrations hold
+the same migration lock as :func:`streamcheckpoint.migrations.ensure_schema`.
+"""
+
+from __future__ import annotations
+
+import os
+from logging.config import fileConfig
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import context
+from alembic.util import CommandError
+
+from streamcheckpoint.migrations import (
+    ATTR_CONNECTION,
+    ATTR_SCHEMA,
+    ATTR_URL,
+    CONTEXT_SCHEMA_OPTION,
+    VERSION_TABLE,
+    take_migration_lock,
+)
+from streamcheckpoint.sql.schema import metadata
+
+URL_VARIABLE = "STREAMCHECKPOINT_URL"
+
+config = context.config
+
+
+def command_line_url() -> str:
+    """The URL given to the alembic command line: ``-x url=``, then the environment."""
+    url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get(URL_VARIABLE)
+    if not url:
+        raise CommandError(
+            f"no database URL: pass -x url=DIALECT+DRIVER://... or set {URL_VARIABLE}, e.g. "
+            "alembic -c alembic.ini -x url=sqlite:///checkpoints.db upgrade head"
+        )
+    return url
+
+
+def target_schema(dialect_name: str) -> str | None:
+    """The schema that holds the table and the version table (None: the default one)."""
+    if ATTR_SCHEMA in config.attributes:
+        schema = config.attributes[ATTR_SCHEMA]
+    else:
+        schema = context.get_x_argument(as_dictionary=True).get("schema") or None
+    if schema is not None and dialect_name == "sqlite":
+        raise CommandError(f"schema={schema!r} is not supported on SQLite")
+    return schema  # type: ignore[no-any-return]
+
+
+def configure_options(dialect_name: str) -> dict[str, Any]:
+    """Options common to online and offline runs."""
+    schema = target_schema(dialect_name)
+    return {
+        "target_metadata": metadata,
+        "version_table": VERSION_TABLE,
+        "version_table_schema": schema,
+        "render_as_batch": True,
+        "compare_type": True,
+        CONTEXT_SCHEMA_OPTION: schema,
+    }
+
+
+def run_migrations_offline() -> None:
+    """Write the SQL to the output buffer instead of executing it (``--sql``)."""
+    url = config.attributes.get(ATTR_URL) or sa.make_url(command_line_url())
+    context.configure(
+        url=url,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        **configure_options(url.get_backend_name()),
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    """Execute on the API's connection, or on a new one made from the command line's URL."""
+    connection = config.attributes.get(ATTR_CONNECTION)
+    if connection is not None:
+        # The caller holds the transaction and the migration lock; it commits.
+        context.configure(connection=connection, **configure_options(connection.dialect.name))
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = sa.create_engine(command_line_url(), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection, connection.begin():
+            take_migration_lock(connection)
+            context.configure(connection=connection, **configure_options(connection.dialect.name))
+            context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+if config.config_file_name is not None:  # the alembic command line: log as alembic.ini says
+    fileConfig(config.config_file_name)
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

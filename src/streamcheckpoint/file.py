@@ -1,0 +1,792 @@
+"""A persister that keeps one JSON file per partition in a directory.
+
+The port of Go's ``persist.FilePersister``, with its flaws fixed:
+
+* **Atomic, durable writes.** Each checkpoint is written to a temporary file in the target's own
+  directory, flushed and fsynced, moved over the target with ``os.replace`` and the directory is
+  fsynced. A crash at any instant leaves the old or the new checkpoint, never an empty or partial
+  file (Go's ``os.Create`` + ``Write`` could leave an empty file, which read as start of stream).
+* **Unambiguous names** in the default ``"nested"`` layout: every key maps to its own file,
+  nothing escapes the directory and :meth:`~FilePersister.list` recovers the exact keys.
+* **Go's naming** in the ``"go"`` layout, to share a directory with Go programs.
+* **Corrupt files raise** :class:`~streamcheckpoint.errors.CorruptCheckpointError` naming the path.
+* **Safe for concurrent writers** (threads and processes); in monotonic mode the
+  read-compare-write holds an OS file lock.
+
+Files in the directory
+----------------------
+``layout="nested"``::
+
+    <dir>/<namespace>/<name>/<consumer_group>/<partition_id>.json
+
+Each component is encoded by :func:`encode_name`: ``a-z``, ``0-9``, ``_``, ``$``, ``@``, ``-``
+and an inner ``.`` are kept; every other character, *uppercase letters included*, becomes ``%XX``
+per UTF-8 byte (uppercase hex). So names differing only in case never share a file on a
+case-insensitive file system, and a name that is a Windows device (``con``, ``lpt1``...) gets its
+first character escaped. An encoded component longer than 200 bytes is split into several
+directory levels, every chunk but the last ending with a bare ``%`` (which the encoding never
+produces), so keys of four 256-character components of any Unicode still fit the 255-byte
+file-name limit; all I/O is relative to directory file descriptors, so ``PATH_MAX`` never applies.
+
+``layout="go"``: Go's own naming, flat in the directory:
+``namespace_name_consumerGroup_partitionID`` with every ``$`` removed, body exactly Go's JSON.
+**Go's naming can make two keys share a file**: ``("a_b", "c", ...)`` and ``("a", "b_c", ...)``
+are the same file, and so are ``"$Default"`` and ``"Default"``. A component containing ``/``,
+``\\`` or NUL, or one that is empty once ``$`` is removed, is refused with ``ValueError``.
+
+Temporary files are named ``.sctmp-<hex>`` and the lock file ``.sclock``: they start with ``.``
+and contain no ``_``, so they never look like checkpoints in either layout. ``read`` and ``list``
+ignore them; the constructor removes temporary files older than ten minutes (left by a crash).
+
+Needs a POSIX system (``fcntl`` and ``dir_fd`` support); importing the module works everywhere.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal, NamedTuple, TypeAlias
+
+from .checkpoint import KEY_FIELDS, Checkpoint, CheckpointRecord, PartitionKey, make_key
+from .errors import CorruptCheckpointError, PersistError
+from .persister import BasePersister, check_monotonic
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = [
+    "FilePersister",
+    "Layout",
+    "decode_name",
+    "encode_name",
+    "go_file_name",
+    "nested_path",
+    "parse_nested_path",
+]
+
+Layout = Literal["nested", "go"]
+_Kind = Literal["dir", "file", "other"]
+
+TEMP_PREFIX = ".sctmp-"
+LOCK_NAME = ".sclock"
+STALE_TEMP_SECONDS = 600.0
+"""Temporary files older than this are left over from a crash and removed by the constructor."""
+
+JSON_SUFFIX = ".json"
+MAX_CHUNK = 200
+"""Longest encoded chunk stored in one file or directory name (the limit is 255 bytes)."""
+MAX_GO_NAME = 255
+
+_KEEP = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_$@-")
+_DEVICE = re.compile(r"(?:con|prn|aux|nul|com[0-9]|lpt[0-9]|conin\$|conout\$)", re.IGNORECASE)
+_DEVICE_AT_START = re.compile(_DEVICE.pattern + r"(?:\.|$)", re.IGNORECASE)
+_GO_FORBIDDEN = ("/", "\\", "\x00")
+
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC
+_MAX_OPEN_DIRS = 64
+"""Directory descriptors kept open between the two phases of one ``write_many``."""
+
+
+# -- the nested layout's names: pure functions ---------------------------------------------
+
+
+def encode_name(text: str) -> str:
+    """Encode one key component as a safe, reversible file-name fragment.
+
+    Keeps ``[a-z0-9_$@-]`` and ``.`` (not first or last); everything else becomes ``%XX`` per
+    UTF-8 byte, uppercase hex. A Windows device name before the first ``.`` gets its first
+    character escaped. The result may be longer than a file name allows: see
+    :func:`nested_path`.
+    """
+    last = len(text) - 1
+    parts: list[str] = []
+    for index, char in enumerate(text):
+        if char in _KEEP or (char == "." and 0 < index < last):
+            parts.append(char)
+        else:
+            parts.extend(f"%{byte:02X}" for byte in char.encode("utf-8"))
+    encoded = "".join(parts)
+    if _DEVICE.fullmatch(encoded.split(".", 1)[0]):
+        encoded = f"%{ord(encoded[0]):02X}{encoded[1:]}"
+    return encoded
+
+
+def decode_name(encoded: str) -> str | None:
+    """Return the component :func:`encode_name` maps to ``encoded``, or ``None`` if there is none.
+
+    Only the canonical encoding decodes: ``"%61"`` (an escaped ``a``) gives ``None``, so a stray
+    file can never produce a key.
+    """
+    raw = bytearray()
+    index = 0
+    try:
+        while index < len(encoded):
+            char = encoded[index]
+            if char == "%":
+                raw.append(int(encoded[index + 1 : index + 3], 16))
+                index += 3
+            else:
+                raw.extend(char.encode("utf-8"))
+                index += 1
+        text = raw.decode("utf-8")
+    except (ValueError, UnicodeError):
+        return None
+    return text if text and encode_name(text) == encoded else None
+
+
+def _chunk_starts_safely(encoded: str, cut: int) -> bool:
+    """Whether a chunk may start at ``cut``: not inside ``%XX``, not at ``.``, not a device."""
+    if "%" in encoded[max(cut - 2, 0) : cut]:
+        return False
+    return encoded[cut] != "." and not _DEVICE_AT_START.match(encoded, cut)
+
+
+def _chunks(encoded: str) -> list[str]:
+    """Split an encoded component into names of at most ``MAX_CHUNK + 1`` bytes.
+
+    Every chunk but the last ends with a bare ``%``. Deterministic, so a decoded name can be
+    checked for being canonical by splitting it again.
+    """
+    chunks: list[str] = []
+    start = 0
+    while len(encoded) - start > MAX_CHUNK:
+        cut = start + MAX_CHUNK
+        while not _chunk_starts_safely(encoded, cut):
+            cut -= 1
+        assert cut > start, "a safe place to split exists within a few characters"
+        chunks.append(encoded[start:cut] + "%")
+        start = cut
+    chunks.append(encoded[start:])
+    return chunks
+
+
+def _join_chunks(chunks: Sequence[str]) -> str | None:
+    """Decode a component stored as ``chunks``; ``None`` unless they are its canonical form."""
+    if not chunks or any(not c.endswith("%") for c in chunks[:-1]):
+        return None
+    encoded = "".join(c[:-1] for c in chunks[:-1]) + chunks[-1]
+    text = decode_name(encoded)
+    if text is None or _chunks(encoded) != list(chunks):
+        return None
+    return text
+
+
+def nested_path(key: PartitionKey) -> tuple[str, ...]:
+    """The relative path of ``key``'s file in the nested layout, one name per element."""
+    segments: list[str] = []
+    for component in key[:3]:
+        segments.extend(_chunks(encode_name(component)))
+    partition = _chunks(encode_name(key.partition_id))
+    partition[-1] += JSON_SUFFIX
+    return (*segments, *partition)
+
+
+def parse_nested_path(segments: Sequence[str]) -> PartitionKey | None:
+    """The key whose :func:`nested_path` is ``segments``, or ``None`` if no key has that path."""
+    if not segments or not segments[-1].endswith(JSON_SUFFIX):
+        return None
+    names = [*segments[:-1], segments[-1][: -len(JSON_SUFFIX)]]
+    components: list[str] = []
+    pending: list[str] = []
+    for name in names:
+        pending.append(name)
+        if not name.endswith("%"):
+            component = _join_chunks(pending)
+            if component is None:
+                return None
+            components.append(component)
+            pending = []
+    return None if pending else _valid_key(components)
+
+
+# -- Go's names --------------------------------------------------------------------------
+
+
+def _go_component(field: str, value: str) -> str:
+    """``value`` as Go names it (``$`` removed); ``ValueError`` if Go's naming can't store it."""
+    for bad in _GO_FORBIDDEN:
+        if bad in value:
+            raise ValueError(
+                f"{field} {value!r} contains {bad!r}, which the go file layout can't store "
+                "(it would be a path separator); use layout='nested'"
+            )
+    stripped = value.replace("$", "")
+    if not stripped:
+        raise ValueError(
+            f"{field} {value!r} is empty once '$' is removed, as Go's file naming does; "
+            "use layout='nested'"
+        )
+    return stripped
+
+
+def _go_prefix(components: Sequence[str]) -> list[str]:
+    return [_go_component(f, v) for f, v in zip(KEY_FIELDS, components, strict=False)]
+
+
+def go_file_name(key: PartitionKey) -> str:
+    """Go's file name for ``key``: the components joined by ``_``, every ``$`` removed.
+
+    Raises ``ValueError`` naming the component for what Go's naming can't store safely.
+    """
+    name = "_".join(_go_prefix(key))
+    if len(name.encode("utf-8")) > MAX_GO_NAME:
+        raise ValueError(
+            f"the go file layout's name for {key.describe()} is longer than {MAX_GO_NAME} bytes; "
+            "use layout='nested'"
+        )
+    return name
+
+
+# -- the persister -------------------------------------------------------------------------
+
+
+class _Target(NamedTuple):
+    """Where one checkpoint lives: a directory (names below the root) and a file name in it."""
+
+    directory: tuple[str, ...]
+    file: str
+
+
+@dataclass(slots=True)
+class _Staged:
+    """Temporary files written and fsynced in one directory, waiting to be renamed."""
+
+    directory: tuple[str, ...]
+    fd: int | None  # still open, or None to be reopened
+    renames: list[tuple[str, str]] = field(default_factory=list)  # (temporary, final name)
+
+
+_Found: TypeAlias = "tuple[tuple[str, ...], int, str, PartitionKey]"
+"""A checkpoint file found by a scan: (directory, its open descriptor, file name, key)."""
+
+
+class FilePersister(BasePersister):
+    """Checkpoints as JSON files in ``directory`` (Go's ``NewFilePersister``), created if missing.
+
+    ``layout`` is ``"nested"`` (default: one safe file per key, in a directory per namespace,
+    name and consumer group) or ``"go"`` (Go's flat ``ns_name_cg_pid`` files, see the module
+    docs for its ambiguities). ``monotonic=True`` refuses writes that move a checkpoint
+    backwards; the check and the write hold a lock file, so they are atomic across processes
+    using this class on the same directory (Go programs sharing the directory don't take it).
+
+    ``write_many`` writes and fsyncs every temporary file before renaming any: a refusal or an
+    error before the first rename changes nothing. A crash *during* the renames can leave some
+    partitions of the batch updated and others not (each file is individually old or new).
+
+    ``updated_at`` of a listed record is the file's modification time. ``delete`` removes files
+    but leaves the (possibly empty) directories of the nested layout in place.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        layout: str = "nested",
+        monotonic: bool = False,
+    ) -> None:
+        super().__init__(monotonic=monotonic)
+        if sys.platform == "win32":
+            raise NotImplementedError("FilePersister needs a POSIX system (fcntl, dir_fd)")
+        self.layout: Layout = _check_layout(layout)
+        self._root = os.path.abspath(os.fspath(directory))
+        self._thread_lock = threading.Lock()
+        try:
+            os.makedirs(self._root, exist_ok=True)
+        except OSError as exc:
+            raise self._os_error("create the checkpoint directory", (), exc) from exc
+        self._remove_stale_temp_files()
+
+    @property
+    def directory(self) -> Path:
+        """The checkpoint directory, as an absolute path."""
+        return Path(self._root)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._root!r}, layout={self.layout!r}, "
+            f"monotonic={self.monotonic!r})"
+        )
+
+    # -- BasePersister ----------------------------------------------------------------------
+
+    def _write(self, key: PartitionKey, checkpoint: Checkpoint) -> None:
+        self._write_many([(key, checkpoint)])
+
+    def _write_many(self, pairs: builtins.list[tuple[PartitionKey, Checkpoint]]) -> None:
+        targets = [self._target(key) for key, _ in pairs]
+        if self.layout == "go":
+            _refuse_shared_go_files(pairs, targets)
+        with self._locked():
+            if self.monotonic:
+                for (key, checkpoint), target in zip(pairs, targets, strict=True):
+                    check_monotonic(key, self._read_checkpoint(key, target), checkpoint)
+            staged = self._stage(pairs, targets)
+            self._commit(staged)
+
+    def _read(self, key: PartitionKey) -> Checkpoint | None:
+        return self._read_checkpoint(key, self._target(key))
+
+    def _list(self, prefix: tuple[str, ...]) -> builtins.list[CheckpointRecord]:
+        records: builtins.list[CheckpointRecord] = []
+        with closing(self._files(prefix)) as found:
+            for directory, dir_fd, name, key in found:
+                record = self._read_record(dir_fd, _Target(directory, name), key)
+                if record is not None:  # None: deleted since the directory was listed
+                    records.append(record)
+        return records
+
+    def _delete(
+        self, namespace: str, name: str, consumer_group: str, partition_id: str | None
+    ) -> int:
+        group = (namespace, name, consumer_group)
+        if partition_id is not None:
+            return self._delete_one(self._target(PartitionKey(*group, partition_id)))
+        count = 0
+        with closing(self._files(group)) as found:
+            for directory, dir_fd, file, _key in found:
+                try:
+                    os.unlink(file, dir_fd=dir_fd)
+                    os.fsync(dir_fd)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise self._os_error("delete", (*directory, file), exc) from exc
+                count += 1
+        return count
+
+    # -- paths and errors ------------------------------------------------------------------
+
+    def _target(self, key: PartitionKey) -> _Target:
+        if self.layout == "go":
+            return _Target((), go_file_name(key))
+        *directory, file = nested_path(key)
+        return _Target(tuple(directory), file)
+
+    def _path(self, segments: Sequence[str]) -> str:
+        return os.path.join(self._root, *segments)
+
+    def _os_error(self, action: str, segments: Sequence[str], exc: OSError) -> PersistError:
+        detail = exc.strerror or str(exc)
+        return PersistError(f"cannot {action} {self._path(segments)!r}: {detail}")
+
+    # -- directories -----------------------------------------------------------------------
+
+    def _open_root(self) -> int:
+        try:
+            return os.open(self._root, _DIR_FLAGS)
+        except FileNotFoundError as exc:
+            raise PersistError(
+                f"the checkpoint directory {self._root!r} no longer exists; its checkpoints "
+                "are gone (create the persister again to start afresh)"
+            ) from exc
+        except OSError as exc:
+            raise self._os_error("open the checkpoint directory", (), exc) from exc
+
+    def _open_dir(self, segments: Sequence[str], *, create: bool) -> int | None:
+        """Open the directory ``segments`` below the root, creating it if ``create``.
+
+        Returns ``None`` if it is missing and ``create`` is false. Each level is opened
+        relative to its parent's descriptor, so no path is ever longer than one name.
+        """
+        fd = self._open_root()
+        for depth, segment in enumerate(segments):
+            try:
+                child = _open_subdir(fd, segment, create=create)
+            except OSError as exc:
+                raise self._os_error("open the directory", segments[: depth + 1], exc) from exc
+            finally:
+                os.close(fd)
+            if child is None:
+                return None
+            fd = child
+        return fd
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _read_checkpoint(self, key: PartitionKey, target: _Target) -> Checkpoint | None:
+        dir_fd = self._open_dir(target.directory, create=False)
+        if dir_fd is None:
+            return None
+        try:
+            record = self._read_record(dir_fd, target, key)
+        finally:
+            os.close(dir_fd)
+        return None if record is None else record.checkpoint
+
+    def _read_record(
+        self, dir_fd: int, target: _Target, key: PartitionKey
+    ) -> CheckpointRecord | None:
+        """Read ``target.file`` in ``dir_fd``; ``None`` if it doesn't exist."""
+        path = (*target.directory, target.file)
+        try:
+            fd = os.open(target.file, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._os_error("open the checkpoint file", path, exc) from exc
+        try:
+            data = _read_all(fd)
+            mtime_ns = os.fstat(fd).st_mtime_ns
+        except OSError as exc:
+            raise self._os_error("read the checkpoint file", path, exc) from exc
+        finally:
+            os.close(fd)
+        try:
+            checkpoint = Checkpoint.from_json(data)
+        except CorruptCheckpointError as exc:
+            raise CorruptCheckpointError(
+                f"checkpoint file {self._path(path)!r} for {key.describe()} can't be read: {exc}"
+            ) from exc
+        return CheckpointRecord(key, checkpoint, _utc_from_ns(mtime_ns))
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """In monotonic mode, hold the thread lock and the directory's lock file."""
+        if not self.monotonic:
+            yield
+            return
+        with self._thread_lock:
+            try:
+                fd = os.open(
+                    os.path.join(self._root, LOCK_NAME), os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666
+                )
+            except OSError as exc:
+                raise self._os_error("open the lock file", (LOCK_NAME,), exc) from exc
+            # A new open file description each time: flock then also excludes other
+            # persisters of this process and children that inherited descriptors.
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+    def _stage(
+        self, pairs: Sequence[tuple[PartitionKey, Checkpoint]], targets: Sequence[_Target]
+    ) -> builtins.list[_Staged]:
+        """Write every checkpoint to a fsynced temporary file next to its target."""
+        by_directory: dict[tuple[str, ...], builtins.list[tuple[str, bytes]]] = {}
+        for (_key, checkpoint), target in zip(pairs, targets, strict=True):
+            data = checkpoint.to_json().encode("utf-8")
+            by_directory.setdefault(target.directory, []).append((target.file, data))
+        staged: builtins.list[_Staged] = []
+        try:
+            for directory, files in by_directory.items():
+                fd = self._open_dir(directory, create=True)
+                assert fd is not None
+                entry = _Staged(directory, fd)
+                staged.append(entry)
+                for file, data in files:
+                    entry.renames.append((self._write_temp(fd, directory, data), file))
+                if len(staged) > _MAX_OPEN_DIRS:
+                    entry.fd = None
+                    os.close(fd)
+        except BaseException:
+            self._discard(staged)
+            raise
+        return staged
+
+    def _write_temp(self, dir_fd: int, directory: tuple[str, ...], data: bytes) -> str:
+        name = TEMP_PREFIX + secrets.token_hex(8)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+        try:
+            fd = os.open(name, flags, 0o666, dir_fd=dir_fd)
+        except OSError as exc:
+            raise self._os_error("create a temporary file", (*directory, name), exc) from exc
+        try:
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with suppress(OSError):
+                os.unlink(name, dir_fd=dir_fd)
+            raise self._os_error("write the temporary file", (*directory, name), exc) from exc
+        return name
+
+    def _commit(self, staged: builtins.list[_Staged]) -> None:
+        """Rename every staged file over its target, then fsync each directory."""
+        try:
+            for entry in staged:
+                fd = entry.fd
+                if fd is None:
+                    fd = entry.fd = self._open_dir(entry.directory, create=False)
+                    if fd is None:
+                        raise PersistError(
+                            f"the directory {self._path(entry.directory)!r} vanished while "
+                            "checkpoints were being written to it"
+                        )
+                while entry.renames:
+                    temp, file = entry.renames[-1]
+                    try:
+                        os.replace(temp, file, src_dir_fd=fd, dst_dir_fd=fd)
+                    except OSError as exc:
+                        path = (*entry.directory, file)
+                        raise self._os_error("replace the checkpoint file", path, exc) from exc
+                    entry.renames.pop()
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    raise self._os_error("fsync the directory", entry.directory, exc) from exc
+        finally:
+            self._discard(staged)
+
+    def _discard(self, staged: Sequence[_Staged]) -> None:
+        """Remove temporary files not renamed yet and close the descriptors (best effort)."""
+        for entry in staged:
+            fd = entry.fd
+            if fd is None and entry.renames:
+                with suppress(PersistError):
+                    fd = self._open_dir(entry.directory, create=False)
+            if fd is None:
+                continue
+            for temp, _ in entry.renames:
+                with suppress(OSError):
+                    os.unlink(temp, dir_fd=fd)
+            os.close(fd)
+
+    def _delete_one(self, target: _Target) -> int:
+        dir_fd = self._open_dir(target.directory, create=False)
+        if dir_fd is None:
+            return 0
+        try:
+            os.unlink(target.file, dir_fd=dir_fd)
+            os.fsync(dir_fd)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise self._os_error("delete", (*target.directory, target.file), exc) from exc
+        finally:
+            os.close(dir_fd)
+        return 1
+
+    # -- finding files ---------------------------------------------------------------------
+
+    def _files(self, prefix: tuple[str, ...]) -> Generator[_Found, None, None]:
+        """The checkpoint files whose keys start with ``prefix``, in this layout."""
+        return self._go_files(prefix) if self.layout == "go" else self._nested_files(prefix)
+
+    def _go_files(self, prefix: tuple[str, ...]) -> Generator[_Found, None, None]:
+        """Yield ``((), root_fd, file, key)`` for the go-layout files matching ``prefix``."""
+        go_prefix = _go_prefix(prefix)
+        root = self._open_root()
+        try:
+            for name in self._file_names(root, ()):
+                key = _go_key(name, prefix, go_prefix)
+                if key is not None:
+                    yield (), root, name, key
+        finally:
+            os.close(root)
+
+    def _nested_files(self, prefix: tuple[str, ...]) -> Generator[_Found, None, None]:
+        """Yield ``(directory, dir_fd, file, key)`` for the nested files below ``prefix``.
+
+        ``dir_fd`` is open only until the next item is requested.
+        """
+        start: list[str] = []
+        for component in prefix:
+            start.extend(_chunks(encode_name(component)))
+        fd = self._open_dir(start, create=False)
+        if fd is None:
+            return
+        try:
+            yield from self._scan(fd, tuple(start), prefix, ())
+        finally:
+            os.close(fd)
+
+    def _scan(
+        self,
+        fd: int,
+        directory: tuple[str, ...],
+        found: tuple[str, ...],
+        pending: tuple[str, ...],
+    ) -> Generator[_Found, None, None]:
+        """Walk one level: ``found`` are the decoded components above, ``pending`` the chunks
+        of a component split over several directories."""
+        at_partitions = len(found) == 3
+        for name, kind in self._entries(fd, directory):
+            if name.startswith("."):
+                continue  # temporary and lock files, never a checkpoint
+            if kind == "dir" and name.endswith("%"):
+                yield from self._scan_below(fd, directory, name, found, (*pending, name))
+            elif kind == "dir" and not at_partitions:
+                component = _join_chunks((*pending, name))
+                if component is not None:
+                    yield from self._scan_below(fd, directory, name, (*found, component), ())
+            elif kind == "file" and at_partitions and name.endswith(JSON_SUFFIX):
+                partition = _join_chunks((*pending, name[: -len(JSON_SUFFIX)]))
+                key = None if partition is None else _valid_key((*found, partition))
+                if key is not None:
+                    yield directory, fd, name, key
+
+    def _scan_below(
+        self,
+        fd: int,
+        directory: tuple[str, ...],
+        name: str,
+        found: tuple[str, ...],
+        pending: tuple[str, ...],
+    ) -> Generator[_Found, None, None]:
+        if len(found) > 3 or any(len(c) > 256 for c in found):
+            return
+        try:
+            child = _open_subdir(fd, name, create=False)
+        except OSError as exc:
+            raise self._os_error("open the directory", (*directory, name), exc) from exc
+        if child is None:
+            return  # removed while we were listing
+        try:
+            yield from self._scan(child, (*directory, name), found, pending)
+        finally:
+            os.close(child)
+
+    def _entries(self, fd: int, directory: tuple[str, ...]) -> builtins.list[tuple[str, _Kind]]:
+        """``(name, kind)`` for the entries of ``fd``; symlinks are neither files nor dirs."""
+        try:
+            with os.scandir(fd) as entries:
+                return [(e.name, _kind(e)) for e in entries]
+        except OSError as exc:
+            raise self._os_error("list the directory", directory, exc) from exc
+
+    def _file_names(self, fd: int, directory: tuple[str, ...]) -> builtins.list[str]:
+        return [name for name, kind in self._entries(fd, directory) if kind == "file"]
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def _remove_stale_temp_files(self) -> None:
+        """Remove temporary files a crashed writer left behind (never a fresh one)."""
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        root = self._open_root()
+        try:
+            self._remove_stale_in(root, (), cutoff, recurse=self.layout == "nested")
+        except OSError as exc:
+            raise self._os_error("remove old temporary files in", (), exc) from exc
+        finally:
+            os.close(root)
+
+    def _remove_stale_in(
+        self, fd: int, directory: tuple[str, ...], cutoff: float, *, recurse: bool
+    ) -> None:
+        for name, kind in self._entries(fd, directory):
+            if kind == "dir" and recurse and not name.startswith("."):
+                child = _open_subdir(fd, name, create=False)
+                if child is not None:
+                    try:
+                        self._remove_stale_in(child, (*directory, name), cutoff, recurse=True)
+                    finally:
+                        os.close(child)
+            elif kind == "file" and name.startswith(TEMP_PREFIX):
+                with suppress(FileNotFoundError):
+                    if os.stat(name, dir_fd=fd, follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(name, dir_fd=fd)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _check_layout(layout: object) -> Layout:
+    if layout == "nested":
+        return "nested"
+    if layout == "go":
+        return "go"
+    raise ValueError(f"layout must be 'nested' or 'go', not {layout!r}")
+
+
+def _kind(entry: os.DirEntry[str]) -> _Kind:
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    return "file" if entry.is_file(follow_symlinks=False) else "other"
+
+
+def _open_subdir(parent: int, name: str, *, create: bool) -> int | None:
+    """Open directory ``name`` in ``parent``; make it first if missing and ``create``.
+
+    Returns ``None`` if it is missing and ``create`` is false. A new directory's entry is
+    fsynced, so a checkpoint written into it survives a power loss.
+    """
+    flags = _DIR_FLAGS | _O_NOFOLLOW
+    try:
+        return os.open(name, flags, dir_fd=parent)
+    except FileNotFoundError:
+        if not create:
+            return None
+    with suppress(FileExistsError):
+        os.mkdir(name, 0o777, dir_fd=parent)
+    os.fsync(parent)
+    return os.open(name, flags, dir_fd=parent)
+
+
+def _go_key(name: str, prefix: tuple[str, ...], go_prefix: Sequence[str]) -> PartitionKey | None:
+    """The key a go-layout file ``name`` is listed under, or ``None`` if it doesn't match.
+
+    With the full group as ``prefix`` the partition id is whatever follows it (``_`` included);
+    otherwise the name must split into exactly four non-empty parts.
+    """
+    if len(prefix) == 3:
+        head = "_".join(go_prefix) + "_"
+        if not name.startswith(head) or len(name) == len(head):
+            return None
+        parts = [*prefix, name[len(head) :]]
+    else:
+        split = name.split("_")
+        if len(split) != 4 or not all(split) or split[: len(prefix)] != list(go_prefix):
+            return None
+        parts = [*prefix, *split[len(prefix) :]]
+    return _valid_key(parts)
+
+
+def _valid_key(parts: Sequence[str]) -> PartitionKey | None:
+    """``parts`` as a key, or ``None`` if they are not four valid components."""
+    if len(parts) != 4:
+        return None
+    try:
+        return make_key(parts[0], parts[1], parts[2], parts[3])
+    except ValueError:
+        return None
+
+
+def _refuse_shared_go_files(
+    pairs: Sequence[tuple[PartitionKey, Checkpoint]], targets: Sequence[_Target]
+) -> None:
+    seen: dict[str, PartitionKey] = {}
+    for (key, _), target in zip(pairs, targets, strict=True):
+        other = seen.setdefault(target.file, key)
+        if other != key:
+            raise ValueError(
+                f"write_many got {other.describe()} and {key.describe()}, which share the file "
+                f"{target.file!r} in Go's file naming; write them separately or use "
+                "layout='nested'"
+            )
+
+
+def _utc_from_ns(ns: int) -> datetime:
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=rest // 1000)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -1,0 +1,503 @@
+"""Create, upgrade and inspect the streamcheckpoint tables with the Alembic scripts.
+
+The scripts live in ``migrations/`` at the top of a source checkout and are shipped inside the
+wheel as ``streamcheckpoint/_migrations``; :func:`script_location` finds whichever is installed.
+Alembic keeps its bookkeeping in a version table of our own, ``streamcheckpoint_alembic_version``,
+so a database whose application already uses Alembic (``alembic_version``) is left alone.
+
+:func:`ensure_schema` is what a persister calls when it opens: when the database is already at
+:data:`HEAD_REVISION` it costs one ``SELECT`` and does not import Alembic. Migrations are
+serialized across hosts (a PostgreSQL advisory lock, SQLite's write lock) and the revision is
+read again once the lock is held, so many processes opening a new database at once do not race.
+
+Every function takes a URL (``str`` or :class:`sqlalchemy.URL`, an engine is created and
+disposed of) or an :class:`sqlalchemy.Engine` (used as is, not disposed of). ``schema=`` puts the
+table *and* the version table in that schema (PostgreSQL; the schema must exist).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shlex
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+import sqlalchemy as sa
+
+from .errors import PersistConnectionError, SchemaError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+__all__ = [
+    "HEAD_REVISION",
+    "VERSION_TABLE",
+    "Revision",
+    "current",
+    "downgrade",
+    "ensure_schema",
+    "head",
+    "history",
+    "script_location",
+    "upgrade",
+]
+
+VERSION_TABLE: Final = "streamcheckpoint_alembic_version"
+"""Alembic's version table for our scripts; never the application's ``alembic_version``."""
+
+HEAD_REVISION: Final = "0001"
+"""The revision this version of the code reads and writes: the newest script in ``versions/``.
+
+Kept as a constant so that :func:`ensure_schema` need not load Alembic on every open; a test
+checks that it equals :func:`head`.
+"""
+
+UrlOrEngine = str | sa.URL | sa.Engine
+
+# Keys of Config.attributes that env.py reads when the API (not the alembic CLI) drives it.
+ATTR_CONNECTION: Final = "connection"
+ATTR_URL: Final = "streamcheckpoint.url"
+ATTR_SCHEMA: Final = "streamcheckpoint.schema"
+CONTEXT_SCHEMA_OPTION: Final = "streamcheckpoint_schema"
+"""Option of the migration context that tells the scripts where to create their tables."""
+
+# pg_advisory_xact_lock key shared by every streamcheckpoint process: b"stckmigr" as an int64.
+_PG_LOCK_KEY: Final = int.from_bytes(b"stckmigr", "big", signed=True)
+
+# Alembic's `context` and `op` are module-level proxies: two threads of one process must not run
+# scripts at the same time, whatever the database. Taken before the database lock, never after.
+_alembic_lock = threading.Lock()
+
+_RELATIVE_REVISION = re.compile(r"[+-]\d+")
+_SPECIAL_REVISIONS = frozenset({"head", "heads", "base"})
+
+
+class Revision(NamedTuple):
+    """One migration script, as :func:`history` lists it."""
+
+    revision: str
+    down_revision: str | None
+    description: str
+
+
+def script_location() -> Path:
+    """Return the directory of the Alembic scripts (``env.py``, ``versions/``) in use.
+
+    The copy shipped inside the package when it is installed from a wheel; otherwise (an
+    editable install or a source checkout) the top-level ``migrations/`` directory.
+    """
+    package_dir = Path(__file__).resolve().parent
+    shipped = package_dir / "_migrations"
+    if (shipped / "env.py").is_file():
+        return shipped
+    checkout = package_dir.parent.parent / "migrations"
+    if (checkout / "env.py").is_file():
+        return checkout
+    raise SchemaError(
+        f"the streamcheckpoint migration scripts are missing: neither {shipped} nor {checkout} "
+        "holds an env.py; reinstall streamcheckpoint"
+    )
+
+
+def head() -> str:
+    """Return the newest revision of the scripts (what ``upgrade()`` goes to by default)."""
+    revision = _script_directory().get_current_head()
+    if revision is None:  # pragma: no cover - the package always ships at least one script
+        raise SchemaError(f"no migration scripts in {script_location()}")
+    return revision
+
+
+def history() -> list[Revision]:
+    """Return every migration script, newest first."""
+    revisions = []
+    for script in _script_directory().walk_revisions():
+        down = script.down_revision
+        if isinstance(down, (tuple, list)):  # a merge point; we have none, but be truthful
+            down = ",".join(down)
+        revisions.append(Revision(script.revision, down, script.doc))
+    return revisions
+
+
+def current(url_or_engine: UrlOrEngine, *, schema: str | None = None) -> str | None:
+    """Return the revision the database is at, or ``None`` when it has none of our tables."""
+    with _engine_for(url_or_engine) as engine:
+        _check_schema_argument(engine.dialect.name, schema)
+        return _read_revision(engine, schema)
+
+
+def upgrade(
+    url_or_engine: UrlOrEngine,
+    revision: str = "head",
+    *,
+    schema: str | None = None,
+    sql: bool = False,
+) -> str | None:
+    """Upgrade the database to ``revision`` (default: the newest).
+
+    With ``sql=True`` nothing is executed and nothing connects: the DDL is returned as text, for
+    a DBA to review and run. Offline mode starts from the empty database unless ``revision`` is
+    a range ``"from:to"``. Online, returns ``None``; the migration holds the migration lock.
+    """
+    _check_revision_argument(revision, allow_range=sql)
+    if sql:
+        return _offline(url_or_engine, schema, "upgrade", revision)
+    with _engine_for(url_or_engine) as engine:
+        _check_schema_argument(engine.dialect.name, schema)
+        _migrate_locked(engine, schema, "upgrade", _upgrade_to(engine, schema, revision))
+    return None
+
+
+def downgrade(
+    url_or_engine: UrlOrEngine,
+    revision: str,
+    *,
+    schema: str | None = None,
+    sql: bool = False,
+) -> str | None:
+    """Downgrade the database to ``revision`` (``"base"`` drops every streamcheckpoint table).
+
+    With ``sql=True`` the DDL is returned as text instead; Alembic needs to know where to start
+    from, so ``revision`` may be a range ``"from:to"`` and otherwise starts at :func:`head`.
+    """
+    _check_revision_argument(revision, allow_range=sql)
+    if sql:
+        if ":" not in revision:
+            revision = f"{head()}:{revision}"
+        return _offline(url_or_engine, schema, "downgrade", revision)
+    with _engine_for(url_or_engine) as engine:
+        _check_schema_argument(engine.dialect.name, schema)
+        _migrate_locked(
+            engine, schema, "downgrade", lambda conn: _run(conn, schema, "downgrade", revision)
+        )
+    return None
+
+
+def ensure_schema(engine: sa.Engine, *, schema: str | None = None, migrate: bool = True) -> None:
+    """Make sure the database is at :data:`HEAD_REVISION`; called each time a persister opens.
+
+    ``migrate=True`` upgrades an empty or older database, serialized with every other process
+    doing the same. ``migrate=False`` never changes the database and raises
+    :class:`~streamcheckpoint.errors.SchemaError` naming the command to run when it is not at
+    head. A database at a revision this code does not know (written by a newer streamcheckpoint)
+    raises :class:`~streamcheckpoint.errors.SchemaError` either way.
+
+    Raises:
+        ValueError: ``schema`` given for SQLite.
+        PersistConnectionError: the database cannot be reached.
+        SchemaError: the schema is not at head (and may not or could not be upgraded).
+    """
+    if not isinstance(engine, sa.Engine):
+        raise TypeError(f"engine must be a sqlalchemy.Engine, not {type(engine).__name__}")
+    _check_schema_argument(engine.dialect.name, schema)
+    found = _read_revision(engine, schema)
+    if found == HEAD_REVISION:
+        return
+    _check_known(engine, schema, found)
+    if not migrate:
+        raise SchemaError(_not_at_head_message(engine, schema, found))
+
+    _migrate_locked(engine, schema, "upgrade", _upgrade_to(engine, schema, HEAD_REVISION))
+
+
+# --- argument checks --------------------------------------------------------------------------
+
+
+def _check_schema_argument(dialect_name: str, schema: str | None) -> None:
+    if schema is None:
+        return
+    if not isinstance(schema, str):
+        raise TypeError(f"schema must be a str or None, not {type(schema).__name__}")
+    if not schema:
+        raise ValueError("schema must not be empty; pass None for the default schema")
+    if dialect_name == "sqlite":
+        raise ValueError(
+            f"schema={schema!r} is not supported on SQLite (a SQLite file has no schemas); "
+            "use a separate database file instead"
+        )
+
+
+def _check_revision_argument(revision: str, *, allow_range: bool) -> None:
+    if not isinstance(revision, str):
+        raise TypeError(f"revision must be a str, not {type(revision).__name__}")
+    parts = revision.split(":") if allow_range else [revision]
+    if not revision or len(parts) > 2:
+        raise ValueError(f"revision {revision!r} is not a revision or a range 'from:to'")
+    script = _script_directory()
+    for part in parts:
+        if part in _SPECIAL_REVISIONS or _RELATIVE_REVISION.fullmatch(part):
+            continue
+        if _resolve(script, part) is None:
+            known = ", ".join(r.revision for r in history())
+            raise ValueError(f"revision {part!r} is unknown; known revisions: {known}")
+
+
+def _resolve(script: ScriptDirectory, revision: str) -> str | None:
+    from alembic.util import CommandError
+
+    try:
+        found = script.get_revision(revision)
+    except CommandError:
+        return None
+    return found.revision if found is not None else None
+
+
+def _check_known(engine: sa.Engine, schema: str | None, revision: str | None) -> None:
+    """Refuse a database written by a newer streamcheckpoint (its revision is not ours)."""
+    if revision is None or revision == HEAD_REVISION:
+        return
+    if _resolve(_script_directory(), revision) is None:
+        raise SchemaError(
+            f"{_describe(engine, schema)} is at schema revision {revision!r}, which this "
+            f"version of streamcheckpoint does not know (its newest is {HEAD_REVISION!r}): "
+            "a newer streamcheckpoint migrated it. Upgrade streamcheckpoint, or downgrade the "
+            "database with that newer version."
+        )
+
+
+# --- reading the version table ----------------------------------------------------------------
+
+
+def _version_table(schema: str | None) -> sa.TableClause:
+    return sa.table(VERSION_TABLE, sa.column("version_num", sa.String()), schema=schema)
+
+
+def _select_revision(conn: sa.Connection, schema: str | None) -> str | None:
+    rows = conn.execute(sa.select(_version_table(schema).c.version_num)).scalars().all()
+    if len(rows) > 1:
+        raise SchemaError(
+            f"{VERSION_TABLE} holds {len(rows)} revisions ({', '.join(rows)}); streamcheckpoint "
+            "expects one. Was a branch applied by hand?"
+        )
+    return rows[0] if rows else None
+
+
+def _read_revision(engine: sa.Engine, schema: str | None) -> str | None:
+    """The database's revision, in one query when the version table exists."""
+    with _connect(engine) as conn:
+        try:
+            return _select_revision(conn, schema)
+        except sa.exc.DBAPIError as exc:
+            conn.rollback()
+            if not _has_version_table(conn, schema, exc):
+                return None
+        # The table exists now: another process has just migrated. Read what it committed.
+        try:
+            return _select_revision(conn, schema)
+        except sa.exc.DBAPIError as exc:
+            raise SchemaError(
+                f"could not read {VERSION_TABLE} in {_describe(engine, schema)}: {exc.orig}"
+            ) from exc
+
+
+def _read_revision_in(conn: sa.Connection, schema: str | None) -> str | None:
+    """The revision, inside a transaction that a failed statement must not abort."""
+    if not sa.inspect(conn).has_table(VERSION_TABLE, schema=schema):
+        return None
+    return _select_revision(conn, schema)
+
+
+def _has_version_table(conn: sa.Connection, schema: str | None, cause: Exception) -> bool:
+    try:
+        return sa.inspect(conn).has_table(VERSION_TABLE, schema=schema)
+    except sa.exc.DBAPIError as exc:
+        raise SchemaError(f"could not read {VERSION_TABLE}: {cause}; then: {exc.orig}") from exc
+
+
+# --- running Alembic --------------------------------------------------------------------------
+
+
+@contextmanager
+def _engine_for(url_or_engine: UrlOrEngine) -> Iterator[sa.Engine]:
+    if isinstance(url_or_engine, sa.Engine):
+        yield url_or_engine
+        return
+    if not isinstance(url_or_engine, (str, sa.URL)):
+        raise TypeError(
+            "url_or_engine must be a URL (str or sqlalchemy.URL) or a sqlalchemy.Engine, "
+            f"not {type(url_or_engine).__name__}"
+        )
+    try:
+        engine = sa.create_engine(url_or_engine)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise ValueError(f"url_or_engine is not a usable database URL: {exc}") from exc
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _connect(engine: sa.Engine) -> Iterator[sa.Connection]:
+    try:
+        conn = engine.connect()
+    except sa.exc.DBAPIError as exc:
+        raise PersistConnectionError(
+            f"could not connect to {_describe(engine, None)}: {exc.orig}"
+        ) from exc
+    with conn:
+        yield conn
+
+
+def _migrate_locked(
+    engine: sa.Engine,
+    schema: str | None,
+    action: str,
+    body: Callable[[sa.Connection], None],
+) -> None:
+    """Run ``body`` in one transaction that holds the migration lock, then commit."""
+    from alembic.util import CommandError
+
+    with _alembic_lock, _connect(engine) as conn:
+        try:
+            with conn.begin():
+                take_migration_lock(conn)
+                _check_schema_exists(conn, engine, schema)
+                body(conn)
+        except sa.exc.DBAPIError as exc:
+            raise SchemaError(
+                f"could not {action} the streamcheckpoint schema in "
+                f"{_describe(engine, schema)}: {exc.orig}"
+            ) from exc
+        except CommandError as exc:
+            raise SchemaError(
+                f"could not {action} the streamcheckpoint schema in "
+                f"{_describe(engine, schema)}: {exc}"
+            ) from exc
+
+
+def take_migration_lock(conn: sa.Connection) -> None:
+    """Hold the database-wide migration lock until ``conn``'s transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite: the write lock (``BEGIN IMMEDIATE``),
+    unless the engine's own ``begin`` hook already started a transaction (a persister engine with
+    ``isolation_level=None`` issues ``BEGIN IMMEDIATE`` itself). Other databases: no lock.
+    Also used by ``env.py`` when the alembic command line runs the scripts.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
+    elif dialect == "sqlite":
+        driver_connection = conn.connection.driver_connection
+        # pysqlite only begins lazily, before DML: a plain engine is not in a transaction yet.
+        if not getattr(driver_connection, "in_transaction", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _check_schema_exists(conn: sa.Connection, engine: sa.Engine, schema: str | None) -> None:
+    if schema is not None and not sa.inspect(conn).has_schema(schema):
+        raise SchemaError(
+            f"schema {schema!r} does not exist in {_describe(engine, None)}; create it first "
+            f'(CREATE SCHEMA "{schema}") or pass another schema'
+        )
+
+
+def _upgrade_to(
+    engine: sa.Engine, schema: str | None, revision: str
+) -> Callable[[sa.Connection], None]:
+    """The body of an upgrade, run once the migration lock is held."""
+
+    def upgrade_unless_done(conn: sa.Connection) -> None:
+        now = _read_revision_in(conn, schema)
+        if now == revision:  # another process migrated while we waited for the lock
+            return
+        _check_known(engine, schema, now)
+        if now is None:
+            _refuse_foreign_table(conn, engine, schema)
+        _run(conn, schema, "upgrade", revision)
+
+    return upgrade_unless_done
+
+
+def _refuse_foreign_table(conn: sa.Connection, engine: sa.Engine, schema: str | None) -> None:
+    """A ``checkpoints`` table without our revision is not ours to touch (or was made by hand)."""
+    # Imported here: the sql package (the persister) imports this module.
+    from .sql.schema import TABLE_NAME
+
+    if sa.inspect(conn).has_table(TABLE_NAME, schema=schema):
+        raise SchemaError(
+            f"{_describe(engine, schema)} already has a table {TABLE_NAME!r} but no "
+            f"streamcheckpoint revision in {VERSION_TABLE}: it was not created by "
+            "streamcheckpoint's migrations (another application's table, or created by hand). "
+            "Nothing was changed. Use another database or schema; or, if that table is exactly "
+            f"revision {HEAD_REVISION!r}'s, record it with `alembic -c alembic.ini -x url=... "
+            f"stamp {HEAD_REVISION}` from a source checkout."
+        )
+
+
+def _run(conn: sa.Connection, schema: str | None, command_name: str, revision: str) -> None:
+    from alembic import command
+
+    config = _config({ATTR_CONNECTION: conn, ATTR_SCHEMA: schema})
+    getattr(command, command_name)(config, revision)
+
+
+def _offline(
+    url_or_engine: UrlOrEngine, schema: str | None, command_name: str, revision: str
+) -> str:
+    from alembic import command
+
+    if isinstance(url_or_engine, sa.Engine):
+        url = url_or_engine.url
+    elif isinstance(url_or_engine, (str, sa.URL)):
+        url = sa.make_url(url_or_engine)
+    else:
+        raise TypeError(
+            "url_or_engine must be a URL (str or sqlalchemy.URL) or a sqlalchemy.Engine, "
+            f"not {type(url_or_engine).__name__}"
+        )
+    _check_schema_argument(url.get_backend_name(), schema)
+    buffer = io.StringIO()
+    config = _config({ATTR_URL: url, ATTR_SCHEMA: schema}, output_buffer=buffer)
+    with _alembic_lock:
+        getattr(command, command_name)(config, revision, sql=True)
+    return buffer.getvalue()
+
+
+def _config(attributes: dict[str, object], *, output_buffer: io.StringIO | None = None) -> Config:
+    from alembic.config import Config
+
+    config = Config(output_buffer=output_buffer, stdout=io.StringIO(), attributes=attributes)
+    # Config values go through ConfigParser interpolation: a literal % must be doubled.
+    config.set_main_option("script_location", str(script_location()).replace("%", "%%"))
+    return config
+
+
+def _script_directory() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(script_location()))
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def _describe(engine: sa.Engine, schema: str | None) -> str:
+    where = f"database {engine.url.render_as_string(hide_password=True)}"
+    return f"{where}, schema {schema!r}" if schema is not None else where
+
+
+def upgrade_commands(url: sa.URL, schema: str | None) -> str:
+    """The ways to bring a database up to date, as text for an error message."""
+    shown = url.render_as_string(hide_password=True)
+    schema_cli = f" --schema {shlex.quote(schema)}" if schema is not None else ""
+    schema_x = f" -x schema={shlex.quote(schema)}" if schema is not None else ""
+    schema_py = f", schema={schema!r}" if schema is not None else ""
+    return (
+        f"`streamcheckpoint --url {shlex.quote(shown)} db upgrade{schema_cli}`, or in Python "
+        f"`streamcheckpoint.migrations.upgrade({shown!r}{schema_py})`, or from a source "
+        f"checkout `alembic -c alembic.ini -x url={shlex.quote(shown)}{schema_x} upgrade head`"
+    )
+
+
+def _not_at_head_message(engine: sa.Engine, schema: str | None, found: str | None) -> str:
+    state = "has no streamcheckpoint tables" if found is None else f"is at revision {found!r}"
+    return (
+        f"{_describe(engine, schema)} {state}; this version of streamcheckpoint needs schema "
+        f"revision {HEAD_REVISION!r}. Run {upgrade_commands(engine.url, schema)} "
+        "(put the password back in the URL), or open the persister with migrate=True."
+    )
