@@ -190,13 +190,13 @@ class BasePersister(abc.ABC):
         partition_id: str | None = None,
     ) -> int:
         """Delete one partition's checkpoint, or the whole consumer group's; return the count."""
-        scope = normalize_scope(namespace, name, consumer_group)
-        if len(scope) != 3:
-            raise ValueError("delete() needs namespace, name and consumer_group")
+        check_key_component("namespace", namespace)
+        check_key_component("name", name)
+        check_key_component("consumer_group", consumer_group)
         if partition_id is not None:
             check_key_component("partition_id", partition_id)
         self._check_open()
-        return self._delete(scope[0], scope[1], scope[2], partition_id)
+        return self._delete(namespace, name, consumer_group, partition_id)
 
     def close(self) -> None:
         """Release resources; the persister can't be used afterwards. Idempotent."""
