@@ -371,9 +371,9 @@ def test_delete_arguments_are_validated(
 
 def test_delete_needs_the_whole_group(persister: BasePersister) -> None:
     persister.write(*key(), Checkpoint("1", 1))
-    with pytest.raises(ValueError, match="name"):
+    with pytest.raises(TypeError, match="name must be a str"):
         persister.delete(NS, None, CG)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="consumer_group"):
+    with pytest.raises(TypeError, match="consumer_group must be a str"):
         persister.delete(NS, HUB, None)  # type: ignore[arg-type]
     assert stored(persister) == {key(): Checkpoint("1", 1)}
 

@@ -281,7 +281,7 @@ def test_password_is_not_in_the_message() -> None:
     engine.dispose()
     assert "s3cret" not in message
     masked = "'postgresql+psycopg://app:***@db.invalid/x'"
-    assert f"streamcheckpoint --url {masked} db upgrade --schema tenant" in message
+    assert f"streamcheckpoint --url {masked} --schema tenant db upgrade" in message
     assert f"-x url={masked} -x schema=tenant upgrade head" in message
 
 

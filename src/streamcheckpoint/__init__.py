@@ -18,8 +18,11 @@ from .errors import (
     PersistError,
     SchemaError,
 )
+from .file import FilePersister
 from .memory import MemoryPersister
 from .persister import BasePersister, CheckpointPersister
+from .sql import SQLPersister
+from .urls import open_persister
 
 __all__ = [
     "END_OF_STREAM",
@@ -30,11 +33,14 @@ __all__ = [
     "CheckpointRecord",
     "CheckpointRegressionError",
     "CorruptCheckpointError",
+    "FilePersister",
     "MemoryPersister",
     "PartitionKey",
     "PersistConnectionError",
     "PersistError",
+    "SQLPersister",
     "SchemaError",
+    "open_persister",
 ]
 
 __version__ = "0.1.0"

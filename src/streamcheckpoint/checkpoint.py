@@ -276,6 +276,21 @@ def make_key(
     a ``ValueError``/``TypeError`` names the bad component.
     """
     values = (namespace, name, consumer_group, partition_id)
+    # Fast path for the common case (short ASCII strings); anything else takes the full checks,
+    # which also build the error message.
+    if (
+        type(namespace) is str
+        and type(name) is str
+        and type(consumer_group) is str
+        and type(partition_id) is str
+        and 0 < len(namespace) <= MAX_KEY_LENGTH
+        and 0 < len(name) <= MAX_KEY_LENGTH
+        and 0 < len(consumer_group) <= MAX_KEY_LENGTH
+        and 0 < len(partition_id) <= MAX_KEY_LENGTH
+    ):
+        joined = namespace + name + consumer_group + partition_id
+        if joined.isascii() and "\x00" not in joined:
+            return PartitionKey(namespace, name, consumer_group, partition_id)
     checked = [
         _check_text(field, value, max_length=MAX_KEY_LENGTH)
         for field, value in zip(KEY_FIELDS, values, strict=True)

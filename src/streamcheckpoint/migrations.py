@@ -488,7 +488,7 @@ def upgrade_commands(url: sa.URL, schema: str | None) -> str:
     schema_x = f" -x schema={shlex.quote(schema)}" if schema is not None else ""
     schema_py = f", schema={schema!r}" if schema is not None else ""
     return (
-        f"`streamcheckpoint --url {shlex.quote(shown)} db upgrade{schema_cli}`, or in Python "
+        f"`streamcheckpoint --url {shlex.quote(shown)}{schema_cli} db upgrade`, or in Python "
         f"`streamcheckpoint.migrations.upgrade({shown!r}{schema_py})`, or from a source "
         f"checkout `alembic -c alembic.ini -x url={shlex.quote(shown)}{schema_x} upgrade head`"
     )

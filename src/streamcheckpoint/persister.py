@@ -75,23 +75,34 @@ def normalize_items(items: CheckpointItems) -> list[tuple[PartitionKey, Checkpoi
     result: list[tuple[PartitionKey, Checkpoint]] = []
     seen: set[PartitionKey] = set()
     for index, pair in enumerate(pairs):
-        if not isinstance(pair, Sequence) or isinstance(pair, (str, bytes)) or len(pair) != 2:
-            raise TypeError(
-                f"write_many item {index} must be a (key, checkpoint) pair, got {pair!r}"
-            )
-        raw_key, checkpoint = pair
-        if not isinstance(raw_key, Sequence) or isinstance(raw_key, str) or len(raw_key) != 4:
-            raise TypeError(
-                f"write_many item {index}: the key must be a PartitionKey(namespace, name, "
-                f"consumer_group, partition_id), got {raw_key!r}"
-            )
+        # Exact type checks first: the ABC isinstance checks cost more than the write itself.
+        if type(pair) is not tuple or len(pair) != 2:
+            _check_pair_shape(index, pair)
+        raw_key: Sequence[object]
+        item: object
+        raw_key, item = pair  # type: ignore[misc]
+        if type(raw_key) is not PartitionKey and (type(raw_key) is not tuple or len(raw_key) != 4):
+            _check_key_shape(index, raw_key)
         key = make_key(*raw_key)
-        check_checkpoint(checkpoint)
+        checkpoint = item if type(item) is Checkpoint else check_checkpoint(item)
         if key in seen:
             raise ValueError(f"write_many got {key.describe()} more than once; pass each key once")
         seen.add(key)
         result.append((key, checkpoint))
     return result
+
+
+def _check_pair_shape(index: int, pair: object) -> None:
+    if not isinstance(pair, Sequence) or isinstance(pair, (str, bytes)) or len(pair) != 2:
+        raise TypeError(f"write_many item {index} must be a (key, checkpoint) pair, got {pair!r}")
+
+
+def _check_key_shape(index: int, raw_key: object) -> None:
+    if not isinstance(raw_key, Sequence) or isinstance(raw_key, str) or len(raw_key) != 4:
+        raise TypeError(
+            f"write_many item {index}: the key must be a PartitionKey(namespace, name, "
+            f"consumer_group, partition_id), got {raw_key!r}"
+        )
 
 
 def normalize_scope(

@@ -1,0 +1,156 @@
+"""Pure helpers of the CLI: durations, ages, and status rows as table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+
+from rich.table import Table
+from rich.text import Text
+
+from ..checkpoint import CheckpointRecord
+
+__all__ = [
+    "STATUS_FIELDS",
+    "format_age",
+    "iso_utc",
+    "parse_duration",
+    "status_csv",
+    "status_json",
+    "status_rows",
+    "status_table",
+]
+
+STATUS_FIELDS = (
+    "namespace",
+    "name",
+    "consumer_group",
+    "partition_id",
+    "offset",
+    "sequence_number",
+    "enqueue_time",
+    "updated_at",
+)
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])", re.ASCII)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``90s``, ``5m``, ``1.5h``, ``2d`` (or a sum such as ``1h30m``) into a timedelta."""
+    cleaned = text.strip().lower()
+    pos = 0
+    total = 0.0
+    for match in _DURATION.finditer(cleaned):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos == 0 or pos != len(cleaned):
+        raise ValueError(
+            f"{text!r} is not a duration; use a number with s, m, h or d, e.g. 30s, 5m, 2h, 1d"
+        )
+    return timedelta(seconds=total)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``, microseconds kept when present."""
+    if value is None:
+        return None
+    text = value.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    return text + "Z"
+
+
+def format_age(updated_at: datetime | None, now: datetime) -> str:
+    """``"3m ago"``-style age of a timestamp; ``"unknown"`` when there is none."""
+    if updated_at is None:
+        return "unknown"
+    seconds = int((now - updated_at).total_seconds())
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def is_stale(record: CheckpointRecord, now: datetime, stale: timedelta | None) -> bool:
+    """Whether ``record`` was last written longer than ``stale`` ago."""
+    if stale is None or record.updated_at is None:
+        return False
+    return now - record.updated_at > stale
+
+
+def status_rows(records: Sequence[CheckpointRecord]) -> list[dict[str, object]]:
+    """One plain dict per record, keyed by :data:`STATUS_FIELDS` (times as ISO 8601 UTC)."""
+    return [
+        {
+            "namespace": r.key.namespace,
+            "name": r.key.name,
+            "consumer_group": r.key.consumer_group,
+            "partition_id": r.key.partition_id,
+            "offset": r.checkpoint.offset,
+            "sequence_number": r.checkpoint.sequence_number,
+            "enqueue_time": iso_utc(r.checkpoint.enqueue_time),
+            "updated_at": iso_utc(r.updated_at),
+        }
+        for r in records
+    ]
+
+
+def _with_stale(
+    rows: list[dict[str, object]], flags: Sequence[bool] | None
+) -> list[dict[str, object]]:
+    if flags is None:
+        return rows
+    return [{**row, "stale": flag} for row, flag in zip(rows, flags, strict=True)]
+
+
+def status_json(records: Sequence[CheckpointRecord], stale: Sequence[bool] | None = None) -> str:
+    """The status as a JSON list of objects (``stale`` added when a threshold was given)."""
+    return json.dumps(_with_stale(status_rows(records), stale), indent=2, ensure_ascii=False)
+
+
+def status_csv(records: Sequence[CheckpointRecord], stale: Sequence[bool] | None = None) -> str:
+    """The status as CSV with a header row (``stale`` column added when a threshold was given)."""
+    fields = [*STATUS_FIELDS, "stale"] if stale is not None else list(STATUS_FIELDS)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in _with_stale(status_rows(records), stale):
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return out.getvalue()
+
+
+def status_table(
+    records: Sequence[CheckpointRecord], now: datetime, stale: Sequence[bool] | None = None
+) -> Table:
+    """A rich table, one row per partition, last update shown as an age."""
+    table = Table(title="Checkpoints", title_justify="left")
+    for header in ("Namespace", "Hub", "Consumer group", "Partition", "Offset", "Sequence"):
+        table.add_column(header, justify="right" if header in ("Partition", "Sequence") else "left")
+    table.add_column("Enqueued (UTC)")
+    table.add_column("Updated")
+    if stale is not None:
+        table.add_column("Stale")
+    for index, r in enumerate(records):
+        enqueued = iso_utc(r.checkpoint.enqueue_time) or "-"
+        cells: list[Text | str] = [
+            r.key.namespace,
+            r.key.name,
+            r.key.consumer_group,
+            r.key.partition_id,
+            r.checkpoint.offset,
+            str(r.checkpoint.sequence_number),
+            enqueued,
+            format_age(r.updated_at, now),
+        ]
+        cells = [Text(c) if isinstance(c, str) else c for c in cells]
+        if stale is not None:
+            cells.append(Text("STALE", style="bold red") if stale[index] else Text("ok"))
+        table.add_row(*cells)
+    return table

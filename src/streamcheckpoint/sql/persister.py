@@ -1,0 +1,257 @@
+"""SQLPersister: checkpoints in a SQL table (SQLite or PostgreSQL), through SQLAlchemy Core."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
+from ..errors import PersistConnectionError, PersistError, SchemaError
+from ..migrations import ensure_schema, upgrade_commands
+from ..persister import BasePersister, check_monotonic
+from .dialects import Failure
+from .driver import CompiledStatement, Writer
+from .engine import open_engine, shared_connection_lock
+from .statements import (
+    WRITE_PARAMS,
+    checkpoint_from_row,
+    corrupt_row_error,
+    key_params,
+    record_from_row,
+    statements_for,
+    write_values,
+)
+
+__all__ = ["SQLPersister"]
+
+# A monotonic write refused because of a row that then changed before we could read it (a
+# delete, or a non-monotonic writer) is tried again; this many times at most.
+_MONOTONIC_ATTEMPTS = 5
+
+
+class SQLPersister(BasePersister):
+    """Checkpoints in the ``checkpoints`` table of a SQLite or PostgreSQL database.
+
+    ``url_or_engine`` is a URL (``sqlite:///path.db``, ``sqlite://`` for in memory,
+    ``postgresql+psycopg://user:password@host/db``; ``postgresql://`` means psycopg too) or an
+    existing :class:`sqlalchemy.Engine`, used as it is and left open by :meth:`close`. An engine
+    created from a URL gets ``engine_options`` (passed to :func:`sqlalchemy.create_engine`) and
+    the settings documented in :mod:`streamcheckpoint.sql.dialects`: for SQLite WAL,
+    ``synchronous=FULL`` (``?synchronous=NORMAL`` trades durability for speed),
+    ``busy_timeout=5000`` and write transactions that take the write lock first; for PostgreSQL
+    a pool with ``pool_pre_ping``. The engine in use is :attr:`engine`.
+
+    ``schema`` puts the table in that PostgreSQL schema (it must exist; not supported on
+    SQLite). The schema belongs to the Alembic migrations shipped with the package: with
+    ``migrate=True`` (the default) opening upgrades the database to the current revision,
+    serialized across processes; with ``migrate=False`` opening raises
+    :class:`~streamcheckpoint.errors.SchemaError`, naming the command to run, unless the
+    database is already current.
+
+    ``updated_at`` comes from the database's clock. Each ``write`` is one upsert statement, and
+    ``write_many`` one transaction. With ``monotonic=True`` the "never backwards" check is part
+    of the upsert itself, so concurrent writers in any number of processes can't race past it.
+
+    Driver errors are raised as :class:`~streamcheckpoint.errors.PersistConnectionError`
+    (unreachable), :class:`~streamcheckpoint.errors.SchemaError` (table missing) or
+    :class:`~streamcheckpoint.errors.PersistError`, naming the key and the URL with its password
+    masked, with the driver's error as ``__cause__``. After a lost connection (a server restart,
+    a terminated backend) the next call reconnects.
+
+    Thread-safe: one connection is kept for writes; a thread that finds it busy uses another
+    from the pool. Writes run on that driver connection directly (SQL compiled once by
+    SQLAlchemy), so SQLAlchemy's cursor events on a caller's engine don't see them.
+    """
+
+    def __init__(
+        self,
+        url_or_engine: str | sa.URL | sa.Engine,
+        *,
+        schema: str | None = None,
+        migrate: bool = True,
+        monotonic: bool = False,
+        **engine_options: Any,
+    ) -> None:
+        super().__init__(monotonic=monotonic)
+        if not isinstance(migrate, bool):
+            raise TypeError(f"migrate must be a bool, not {type(migrate).__name__}")
+        engine, dialect, created = open_engine(url_or_engine, engine_options)
+        try:
+            ensure_schema(engine, schema=schema, migrate=migrate)
+        except BaseException:
+            if created:
+                engine.dispose()
+            raise
+        self.engine: sa.Engine = engine
+        """The engine this persister uses."""
+        self.schema = schema
+        self._owns_engine = created
+        self._where = engine.url.render_as_string(hide_password=True)
+        if schema is not None:
+            self._where += f" (schema {schema!r})"
+        self._statements = statements_for(dialect)
+        options: dict[str, Any] = dict(dialect.statement_options)
+        if schema is not None:
+            options["schema_translate_map"] = {None: schema}
+        self._executor = engine.execution_options(**options)
+        upsert = self._statements.upsert_monotonic if monotonic else self._statements.upsert
+        self._upsert = CompiledStatement(upsert, WRITE_PARAMS, engine, dialect, schema)
+        self._shared_lock = shared_connection_lock(engine)
+        self._writer = Writer(engine, dialect, self._shared_lock)
+        self._errors = (sa.exc.SQLAlchemyError, self._writer.driver_error)
+        self._classify = dialect.classify
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._where!r}, monotonic={self.monotonic})"
+
+    # -- storage ------------------------------------------------------------------------
+
+    def _write(self, key: PartitionKey, checkpoint: Checkpoint) -> None:
+        # The hot path: no context managers, the writer takes the locks it needs.
+        try:
+            written = self._writer.execute(self._upsert, write_values(key, checkpoint))
+        except self._errors as exc:
+            raise self._translate(exc, "write", key) from exc
+        if self.monotonic and written == 0:
+            # Refused: raise if the stored checkpoint is ahead; if it has gone since, retry.
+            self._raise_regression([(key, checkpoint)])
+            self._write_batch([(key, checkpoint)], "write")
+
+    def _write_many(self, pairs: list[tuple[PartitionKey, Checkpoint]]) -> None:
+        self._write_batch(pairs, "write_many")
+
+    def _write_batch(self, pairs: list[tuple[PartitionKey, Checkpoint]], action: str) -> None:
+        """Write ``pairs`` in one transaction; in monotonic mode, all of them or none."""
+        rows = [write_values(key, checkpoint) for key, checkpoint in pairs]
+        key = pairs[0][0] if len(pairs) == 1 else None
+        for _ in range(_MONOTONIC_ATTEMPTS):
+            try:
+                written = self._writer.execute_many(
+                    self._upsert, rows, commit_if=self._all_written(len(rows))
+                )
+            except self._errors as exc:
+                raise self._translate(exc, action, key) from exc
+            if not self.monotonic or written == len(rows):
+                return
+            # Some row was refused and the whole batch rolled back: which one, and why?
+            self._raise_regression(pairs)
+        raise PersistError(
+            f"{action} to {self._where} was refused {_MONOTONIC_ATTEMPTS} times although no "
+            "stored checkpoint was ahead when read back: the checkpoints keep being changed "
+            "or deleted concurrently. Nothing was written."
+        )
+
+    def _raise_regression(self, pairs: Sequence[tuple[PartitionKey, Checkpoint]]) -> None:
+        """Raise CheckpointRegressionError for the first pair whose stored checkpoint is ahead.
+
+        Returns if none is (the refusing row was deleted or lowered since): the caller retries.
+        """
+        with self._failures("read", None), self._executor.connect() as connection:
+            for key, checkpoint in pairs:
+                check_monotonic(key, self._fetch_checkpoint(connection, key), checkpoint)
+
+    def _read(self, key: PartitionKey) -> Checkpoint | None:
+        with self._failures("read", key), self._executor.connect() as connection:
+            return self._fetch_checkpoint(connection, key)
+
+    def _list(self, prefix: tuple[str, ...]) -> list[CheckpointRecord]:
+        statement = self._statements.select_records[len(prefix)]
+        with self._failures("list", None), self._executor.connect() as connection:
+            try:
+                rows = connection.execute(statement, key_params(prefix)).all()
+            except (TypeError, ValueError) as exc:  # a stored value the types can't convert
+                self._find_corrupt_row(connection, prefix)
+                raise corrupt_row_error(None, self._where, exc) from exc
+            return [record_from_row(row, self._where) for row in rows]
+
+    def _delete(
+        self, namespace: str, name: str, consumer_group: str, partition_id: str | None
+    ) -> int:
+        if partition_id is None:
+            key = None
+            statement = self._statements.delete_group
+            params = key_params((namespace, name, consumer_group))
+        else:
+            key = PartitionKey(namespace, name, consumer_group, partition_id)
+            statement = self._statements.delete_partition
+            params = key_params(key)
+        with self._failures("delete", key), self._executor.begin() as connection:
+            return int(connection.execute(statement, params).rowcount)
+
+    def _close(self) -> None:
+        with self._failures("close", None):
+            self._writer.close()
+            if self._owns_engine:
+                self.engine.dispose()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _all_written(self, expected: int) -> Callable[[int], bool]:
+        """Whether a batch may commit: in monotonic mode only if no row was refused."""
+        if not self.monotonic:
+            return lambda count: True
+        return lambda count: count == expected
+
+    def _fetch_checkpoint(self, connection: sa.Connection, key: PartitionKey) -> Checkpoint | None:
+        try:
+            row = connection.execute(self._statements.select_checkpoint, key_params(key)).first()
+        except (TypeError, ValueError) as exc:  # a stored value the types can't convert
+            raise corrupt_row_error(key, self._where, exc) from exc
+        return None if row is None else checkpoint_from_row(row, key, self._where)
+
+    def _find_corrupt_row(self, connection: sa.Connection, prefix: tuple[str, ...]) -> None:
+        """Raise the CorruptCheckpointError naming the first unreadable row under ``prefix``."""
+        keys = connection.execute(self._statements.select_keys[len(prefix)], key_params(prefix))
+        for found in keys.all():
+            key = PartitionKey(*found)
+            try:
+                rows = connection.execute(self._statements.select_records[4], key_params(key))
+                record_from_row(rows.one(), self._where)
+            except (TypeError, ValueError) as exc:
+                raise corrupt_row_error(key, self._where, exc) from exc
+
+    @contextmanager
+    def _failures(self, action: str, key: PartitionKey | None) -> Iterator[None]:
+        """Serialize on a one-connection engine; raise driver errors as PersistError."""
+        with self._shared_lock or nullcontext():
+            try:
+                yield
+            except self._errors as exc:
+                raise self._translate(exc, action, key) from exc
+
+    def _translate(self, error: Exception, action: str, key: PartitionKey | None) -> PersistError:
+        """The PersistError for ``error``: what failed, on which key and database, what to do."""
+        original, failure = self._diagnose(error)
+        detail = str(original).strip().splitlines()[0] if str(original).strip() else ""
+        password = self.engine.url.password
+        if password:
+            detail = detail.replace(str(password), "***")
+        subject = f" for {key.describe()}" if key is not None else ""
+        message = f"{action}{subject} failed on {self._where}: {type(original).__name__}"
+        message += f": {detail}" if detail else ""
+        if failure == "connection":
+            return PersistConnectionError(
+                f"{message}. Check that the database server is up and reachable and that the "
+                "URL and credentials are right; the next call connects again."
+            )
+        if failure == "schema":
+            return SchemaError(
+                f"{message}. The checkpoints table is missing or not what this version "
+                f"expects: run {upgrade_commands(self.engine.url, self.schema)}, or open the "
+                "persister with migrate=True."
+            )
+        return PersistError(f"{message}.")
+
+    def _diagnose(self, error: Exception) -> tuple[BaseException, Failure]:
+        """The driver's own error inside ``error``, and what it means."""
+        if isinstance(error, sa.exc.DBAPIError):
+            original = error.orig if error.orig is not None else error
+            if error.connection_invalidated:
+                return original, "connection"
+            return original, self._classify(original)
+        if isinstance(error, self._writer.driver_error):
+            return error, self._classify(error)
+        return error, "other"  # SQLAlchemy's own, e.g. the pool's timeout

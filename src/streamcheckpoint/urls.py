@@ -1,0 +1,117 @@
+"""Opening a persister from a URL, and showing URLs without their passwords.
+
+``memory://``
+    :class:`~streamcheckpoint.MemoryPersister`.
+``file:///absolute/dir``, ``file:relative/dir`` (relative to the working directory)
+    :class:`~streamcheckpoint.file.FilePersister`; ``?layout=go`` for Go's file naming,
+    ``?layout=nested`` (the default) otherwise.
+anything else
+    :class:`~streamcheckpoint.sql.SQLPersister`, e.g. ``sqlite:///checkpoints.db``,
+    ``sqlite://`` (in memory), ``postgresql+psycopg://user:password@host:5432/dbname``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from .persister import BasePersister
+
+__all__ = ["SUPPORTED_URLS", "bad_url_message", "mask_url", "open_persister"]
+
+SUPPORTED_URLS = (
+    "memory://, file:///absolute/dir or file:relative/dir (?layout=go|nested), "
+    "sqlite:///path/to/file.db, sqlite:// (in memory), "
+    "postgresql+psycopg://user:password@host:5432/dbname"
+)
+"""The URL forms :func:`open_persister` accepts, for error messages."""
+
+_MASK = "***"
+_USERINFO_PASSWORD = re.compile(r"(//[^/?#@:]*:)[^/?#]*(@)")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&#]*", re.IGNORECASE)
+_FILE_LAYOUTS = ("nested", "go")
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password, and any ``password=`` query value, shown as ``***``.
+
+    Works on any text, also on what isn't a valid URL: nothing after ``user:`` and before
+    ``@`` survives.
+    """
+    masked = _USERINFO_PASSWORD.sub(rf"\g<1>{_MASK}\g<2>", url)
+    return _QUERY_PASSWORD.sub(rf"\g<1>{_MASK}", masked)
+
+
+def open_persister(url: str, **options: Any) -> BasePersister:
+    """Open the persister a URL names (see the module documentation for the forms).
+
+    ``options`` go to the persister's constructor: ``monotonic`` for all; ``layout`` for
+    ``file:``; ``schema``, ``migrate`` and SQLAlchemy engine options for SQL URLs.
+
+    Raises:
+        ValueError: the URL is malformed or of an unsupported kind; the message names the
+            URL (password masked) and the supported forms.
+        PersistError: the store can't be opened (e.g. a database driver isn't installed, the
+            server is unreachable: :class:`~streamcheckpoint.errors.PersistConnectionError`).
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, not {type(url).__name__}")
+    scheme = url.partition(":")[0].lower() if ":" in url else ""
+    if scheme == "memory":
+        if url.lower() not in ("memory://", "memory:"):
+            raise ValueError(bad_url_message(url, "a memory URL is exactly memory://"))
+        from .memory import MemoryPersister
+
+        return MemoryPersister(**options)
+    if scheme == "file":
+        directory, layout = _parse_file_url(url)
+        if layout is not None:
+            given = options.setdefault("layout", layout)
+            if given != layout:
+                raise ValueError(
+                    f"layout={given!r} contradicts ?layout={layout} in {mask_url(url)!r}"
+                )
+        from .file import FilePersister
+
+        return FilePersister(directory, **options)
+    from .sql import SQLPersister
+
+    return SQLPersister(url, **options)
+
+
+def _parse_file_url(url: str) -> tuple[str, str | None]:
+    """Return the directory and the ``layout`` query value of a ``file:`` URL."""
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError(
+            bad_url_message(
+                url, f"file URLs name a local directory; {parts.netloc!r} is another host"
+            )
+        )
+    directory = unquote(parts.path)
+    if not directory:
+        raise ValueError(bad_url_message(url, "the file URL names no directory"))
+    if parts.fragment:
+        raise ValueError(bad_url_message(url, "file URLs take no #fragment"))
+    try:
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise ValueError(bad_url_message(url, f"its query is malformed ({exc})")) from exc
+    unknown = sorted(set(query) - {"layout"})
+    if unknown:
+        raise ValueError(
+            bad_url_message(url, f"file URLs take only ?layout=, not {', '.join(unknown)}")
+        )
+    layouts = query.get("layout", [])
+    if len(layouts) > 1:
+        raise ValueError(bad_url_message(url, "layout is given more than once"))
+    if layouts and layouts[0] not in _FILE_LAYOUTS:
+        raise ValueError(bad_url_message(url, f"layout must be one of {', '.join(_FILE_LAYOUTS)}"))
+    return directory, (layouts[0] if layouts else None)
+
+
+def bad_url_message(url: str, reason: str) -> str:
+    """The one-line error for a URL that can't be opened: the masked URL, why, what works."""
+    return f"can't open {mask_url(url)!r}: {reason}. Supported: {SUPPORTED_URLS}"

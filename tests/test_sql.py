@@ -1,0 +1,798 @@
+"""SQLPersister specifics: schema, clocks and time zones, SQLite settings, statements, failures.
+
+The shared behaviour (read, write, list, delete, monotonic) is in test_contract.py, which runs on
+SQLite (file and in memory) and PostgreSQL; here is what only a SQL store has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.pool import QueuePool
+
+from conftest import POSTGRES_URL, require_server
+from streamcheckpoint import (
+    Checkpoint,
+    CheckpointRegressionError,
+    CorruptCheckpointError,
+    PartitionKey,
+    PersistConnectionError,
+    PersistError,
+    SchemaError,
+    SQLPersister,
+)
+from streamcheckpoint.sql.dialects import DIALECTS, PostgreSQLDialect, SQLiteDialect
+from streamcheckpoint.sql.schema import UTCDateTime
+from streamcheckpoint.sql.statements import statements_for, write_params
+
+UTC = timezone.utc
+PLUS_TWO = timezone(timedelta(hours=2))
+KEY = PartitionKey("ns.example", "hub", "cg", "0")
+KEY_COLUMNS = ["namespace", "name", "consumer_group", "partition_id"]
+SQLITE_TEXT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
+
+
+@dataclass
+class Store:
+    """One SQL database under test; ``open`` makes persisters, ``sql`` runs raw SQL on it."""
+
+    kind: str
+    url: str
+    schema: str | None = None
+    opened: list[SQLPersister] = field(default_factory=list)
+    _admin: sa.Engine | None = None
+
+    @property
+    def table(self) -> str:
+        return f'"{self.schema}".checkpoints' if self.schema else "checkpoints"
+
+    def open(self, **options: Any) -> SQLPersister:
+        persister = SQLPersister(self.url, schema=self.schema, **options)
+        self.opened.append(persister)
+        return persister
+
+    def sql(self, text: str, **params: Any) -> list[Any]:
+        """Run ``text`` (``{table}`` is the checkpoints table) in its own transaction."""
+        if self._admin is None:
+            self._admin = sa.create_engine(self.url)
+        with self._admin.begin() as connection:
+            result = connection.execute(sa.text(text.format(table=self.table)), params)
+            return list(result.all()) if result.returns_rows else []
+
+    def close(self) -> None:
+        for persister in reversed(self.opened):
+            persister.close()
+        if self._admin is not None:
+            self._admin.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    store = Store("sqlite", f"sqlite:///{tmp_path / 'checkpoints.db'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def postgres_store(postgres_schema: tuple[str, str]) -> Iterator[Store]:
+    url, schema = postgres_schema
+    store = Store("postgresql", url, schema)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest) -> Store:
+    """A new SQLite file, then a new PostgreSQL schema."""
+    name = "sqlite_store" if request.param == "sqlite" else "postgres_store"
+    result: Store = request.getfixturevalue(name)
+    return result
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+def test_table_has_the_columns_types_and_primary_key_of_the_spec(store: Store) -> None:
+    persister = store.open()
+    inspector = sa.inspect(persister.engine)
+    columns = {c["name"]: c for c in inspector.get_columns("checkpoints", schema=store.schema)}
+    assert list(columns) == [
+        *KEY_COLUMNS,
+        "stream_offset",
+        "sequence_number",
+        "enqueue_time",
+        "updated_at",
+    ]
+    for name in KEY_COLUMNS:
+        key_type = columns[name]["type"]
+        assert isinstance(key_type, sa.String)
+        assert key_type.length == 256
+        assert columns[name]["nullable"] is False
+    assert isinstance(columns["stream_offset"]["type"], sa.Text)
+    assert isinstance(columns["sequence_number"]["type"], sa.BigInteger)
+    assert [columns[n]["nullable"] for n in ("stream_offset", "sequence_number")] == [False] * 2
+    assert columns["enqueue_time"]["nullable"] is True
+    assert columns["updated_at"]["nullable"] is False
+    for name in ("enqueue_time", "updated_at"):
+        column_type = columns[name]["type"]
+        if store.kind == "postgresql":
+            assert isinstance(column_type, postgresql.TIMESTAMP)
+            assert column_type.timezone is True
+        else:
+            assert isinstance(column_type, sa.DateTime)
+    primary_key = inspector.get_pk_constraint("checkpoints", schema=store.schema)
+    assert primary_key["constrained_columns"] == KEY_COLUMNS
+
+
+def test_postgresql_table_lives_in_the_given_schema(postgres_store: Store) -> None:
+    persister = postgres_store.open()
+    persister.write(*KEY, Checkpoint("7", 7))
+    rows = postgres_store.sql("SELECT stream_offset FROM {table}")
+    assert rows == [("7",)]
+    assert persister.schema == postgres_store.schema
+
+
+def test_schema_on_sqlite_is_refused(sqlite_store: Store) -> None:
+    with pytest.raises(ValueError, match="schema"):
+        SQLPersister(sqlite_store.url, schema="elsewhere")
+
+
+def test_migrate_false_on_an_empty_database_names_the_command(sqlite_store: Store) -> None:
+    with pytest.raises(SchemaError, match="upgrade"):
+        sqlite_store.open(migrate=False)
+    sqlite_store.open().close()  # migrate=True creates it
+    assert sqlite_store.open(migrate=False).read(*KEY) == Checkpoint.start_of_stream()
+
+
+# -- clocks and time zones -------------------------------------------------------------------
+
+
+def test_updated_at_is_sqlite_utc_text_with_six_fraction_digits(sqlite_store: Store) -> None:
+    persister = sqlite_store.open()
+    persister.write(*KEY, Checkpoint("1", 1))
+    [(text, kind)] = sqlite_store.sql("SELECT updated_at, typeof(updated_at) FROM {table}")
+    assert kind == "text"
+    assert len(text) == 26
+    assert SQLITE_TEXT.fullmatch(text)
+    # SQLite's own date functions compare with it (the spec's example).
+    recent = "SELECT count(*) FROM {table} WHERE updated_at > datetime('now', '-5 minutes')"
+    assert sqlite_store.sql(recent) == [(1,)]
+    future = "SELECT count(*) FROM {table} WHERE updated_at > datetime('now', '+5 minutes')"
+    assert sqlite_store.sql(future) == [(0,)]
+    [record] = persister.list()
+    assert record.updated_at == datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def test_updated_at_comes_from_the_database_clock(store: Store) -> None:
+    persister = store.open()
+    persister.write(*KEY, Checkpoint("1", 1))
+    [record] = persister.list()
+    clock = "now()" if store.kind == "postgresql" else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    [(database_now,)] = store.sql(f"SELECT {clock}")
+    if isinstance(database_now, str):
+        database_now = datetime.fromisoformat(database_now).replace(tzinfo=UTC)
+    assert record.updated_at is not None
+    assert record.updated_at.tzinfo == UTC
+    assert timedelta(0) <= database_now - record.updated_at < timedelta(minutes=5)
+    # Each write sets it again.
+    persister.write(*KEY, Checkpoint("2", 2))
+    [later] = persister.list()
+    assert later.updated_at is not None
+    assert later.updated_at >= record.updated_at
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_upserts_take_updated_at_from_the_database_not_from_a_parameter(dialect: Any) -> None:
+    statements = statements_for(dialect)
+    sa_dialect = sa.make_url(f"{dialect.name}+{dialect.driver}://").get_dialect()()
+    for statement in (statements.upsert, statements.upsert_monotonic):
+        compiled = statement.compile(dialect=sa_dialect)
+        assert "updated_at" not in " ".join(compiled.params)
+        clock = "now()" if dialect.name == "postgresql" else "strftime("
+        values = compiled.string.split("VALUES", 1)[1]
+        assert clock in values
+        assert "excluded.updated_at" in compiled.string
+
+
+def test_statements_are_built_once_per_database() -> None:
+    for dialect in DIALECTS:
+        assert statements_for(dialect) is statements_for(dialect)
+
+
+def test_sqlite_stores_enqueue_time_as_utc_text(sqlite_store: Store) -> None:
+    persister = sqlite_store.open()
+    when = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=PLUS_TWO)
+    persister.write(*KEY, Checkpoint("1", 1, when))
+    assert sqlite_store.sql("SELECT enqueue_time FROM {table}") == [("2024-01-01 10:00:00.123456",)]
+    assert persister.read(*KEY).enqueue_time == when
+    assert persister.read(*KEY).enqueue_time == datetime(2024, 1, 1, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2024, 1, 1, 10, 0, 0, 1, tzinfo=UTC),
+        datetime(2024, 1, 1, 10, 0, 0, 999999, tzinfo=UTC),
+        datetime(2024, 1, 1, 10, 0, 0, 0, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 3, 31, 2, 30, 0, 500000, tzinfo=timezone(timedelta(hours=-7))),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+    ids=str,
+)
+def test_enqueue_time_round_trips_to_the_microsecond(store: Store, when: datetime) -> None:
+    persister = store.open()
+    persister.write(*KEY, Checkpoint("1", 1, when))
+    back = persister.read(*KEY).enqueue_time
+    assert back == when
+    assert back is not None
+    assert back.tzinfo == UTC
+    assert back.microsecond == when.microsecond
+    [record] = persister.list()
+    assert record.checkpoint.enqueue_time == when
+
+
+def test_sqlite_text_written_by_hand_reads_back_as_aware_utc(sqlite_store: Store) -> None:
+    sqlite_store.open().close()
+    sqlite_store.sql(
+        "INSERT INTO {table} VALUES ('ns.example', 'hub', 'cg', '0', '5', 5, "
+        "'2024-01-01 10:00:00.123456', '2024-01-01 10:00:01.000000')"
+    )
+    persister = sqlite_store.open()
+    assert persister.read(*KEY) == Checkpoint(
+        "5", 5, datetime(2024, 1, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    )
+    [record] = persister.list()
+    assert record.updated_at == datetime(2024, 1, 1, 10, 0, 1, tzinfo=UTC)
+
+
+def test_sqlite_fast_timestamp_encoder_matches_utcdatetime() -> None:
+    sa_dialect = sqlite_dialect.dialect()
+    reference = UTCDateTime().dialect_impl(sa_dialect).bind_processor(sa_dialect)
+    ours = SQLiteDialect().bind_processor(UTCDateTime(), sa_dialect)
+    assert reference is not None
+    assert ours is not None
+    samples = [
+        None,
+        datetime(1, 1, 2, tzinfo=UTC),
+        datetime(999, 5, 6, 7, 8, 9, 10, tzinfo=UTC),
+        datetime(2024, 1, 1, 12, 0, tzinfo=PLUS_TWO),
+        datetime(2024, 1, 1, 0, 30, 0, 1, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    for value in samples:
+        assert ours(value) == reference(value)
+    naive = datetime(2024, 1, 1)
+    for convert in (ours, reference):
+        with pytest.raises(ValueError, match="naive"):
+            convert(naive)
+
+
+# -- SQLite settings -------------------------------------------------------------------------
+
+
+def _pragmas(engine: sa.Engine) -> tuple[str, int, int]:
+    with engine.connect() as connection:
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+        synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar_one()
+        busy = connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+    return mode, synchronous, busy
+
+
+def test_sqlite_engine_uses_wal_full_sync_and_a_busy_timeout(sqlite_store: Store) -> None:
+    persister = sqlite_store.open()
+    assert _pragmas(persister.engine) == ("wal", 2, 5000)  # synchronous 2 is FULL
+    # ...and the write connection, kept between calls, has them too.
+    persister.write(*KEY, Checkpoint("1", 1))
+    kept = persister._writer._kept
+    assert kept is not None
+    cursor = kept.dbapi_connection.cursor()  # type: ignore[union-attr]
+    assert cursor.execute("PRAGMA synchronous").fetchone() == (2,)
+    assert cursor.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    cursor.close()
+
+
+def test_sqlite_url_can_trade_durability_for_speed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fast.db'}?synchronous=normal&busy_timeout=7000"
+    with SQLPersister(url) as persister:
+        assert _pragmas(persister.engine) == ("wal", 1, 7000)  # 1 is NORMAL
+        assert persister.engine.url.query == {}  # not passed on to the driver
+
+
+@pytest.mark.parametrize("query", ["synchronous=fast", "busy_timeout=-1", "busy_timeout=soon"])
+def test_sqlite_url_settings_are_validated(tmp_path: Path, query: str) -> None:
+    name = query.split("=", maxsplit=1)[0]
+    with pytest.raises(ValueError, match=name):
+        SQLPersister(f"sqlite:///{tmp_path / 'x.db'}?{query}")
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_sqlite_write_transactions_take_the_write_lock_first(sqlite_store: Store) -> None:
+    persister = sqlite_store.open()
+    with persister.engine.connect() as connection:
+        assert connection.connection.driver_connection.isolation_level == "IMMEDIATE"  # type: ignore[union-attr]
+
+
+def test_in_memory_sqlite_lives_as_long_as_its_engine() -> None:
+    first = SQLPersister("sqlite://")
+    assert _pragmas(first.engine)[0] == "memory"
+    first.write(*KEY, Checkpoint("1", 1))
+    second = SQLPersister(first.engine)
+    assert second.read(*KEY) == Checkpoint("1", 1)
+    second.close()  # not its engine: the data stays
+    assert first.read(*KEY) == Checkpoint("1", 1)
+    first.close()
+    third = SQLPersister("sqlite://")
+    assert third.list() == []
+    third.close()
+
+
+def test_a_callers_engine_is_used_as_is_and_not_disposed(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'own.db'}")
+    persister = SQLPersister(engine)
+    assert persister.engine is engine
+    persister.write(*KEY, Checkpoint("1", 1))
+    assert _pragmas(engine)[0] == "delete"  # our settings are only for engines we create
+    persister.close()
+    assert isinstance(engine.pool, QueuePool)
+    assert engine.pool.checkedin() > 0  # not disposed
+    engine.dispose()
+
+
+def test_close_disposes_an_engine_it_created(sqlite_store: Store) -> None:
+    persister = sqlite_store.open()
+    persister.write(*KEY, Checkpoint("1", 1))
+    persister.read(*KEY)
+    pool = persister.engine.pool
+    assert isinstance(pool, QueuePool)
+    assert pool.checkedin() > 0
+    persister.close()
+    assert pool.checkedin() == 0
+    with pytest.raises(PersistError, match="closed"):
+        persister.read(*KEY)
+
+
+def test_engine_options_reach_create_engine_and_refuse_an_engine(sqlite_store: Store) -> None:
+    persister = SQLPersister(sqlite_store.url, pool_size=2, echo=False)
+    assert isinstance(persister.engine.pool, QueuePool)
+    assert persister.engine.pool.size() == 2
+    with pytest.raises(TypeError, match="pool_size"):
+        SQLPersister(persister.engine, pool_size=2)
+    persister.close()
+
+
+def test_arguments_are_type_checked(sqlite_store: Store) -> None:
+    with pytest.raises(TypeError, match="migrate"):
+        SQLPersister(sqlite_store.url, migrate="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="monotonic"):
+        SQLPersister(sqlite_store.url, monotonic=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="url_or_engine"):
+        SQLPersister(42)  # type: ignore[arg-type]
+
+
+def test_unsupported_engines_are_refused_before_connecting() -> None:
+    engine = sa.create_engine("mysql+pymysql://root@127.0.0.1:1/none")
+    with pytest.raises(ValueError, match="mysql"):
+        SQLPersister(engine)
+    engine.dispose()
+
+
+# -- concurrency within one host -----------------------------------------------------------
+
+
+def _run_threads(count: int, body: Callable[[int], None]) -> list[BaseException]:
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            body(index)
+        except BaseException as exc:  # collected and asserted on below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_two_persisters_on_one_file_write_transactions_without_locked_errors(
+    sqlite_store: Store,
+) -> None:
+    persisters = [sqlite_store.open(), sqlite_store.open()]
+    reader = sqlite_store.open()
+
+    def body(index: int) -> None:
+        if index == 2:
+            for _ in range(30):
+                reader.list()
+            return
+        persister = persisters[index]
+        for round_number in range(30):
+            batch = {
+                KEY._replace(partition_id=f"{index}-{p}"): Checkpoint(
+                    str(round_number), round_number
+                )
+                for p in range(10)
+            }
+            persister.write_many(batch)
+            persister.write(*KEY._replace(partition_id=f"{index}-single"), Checkpoint("1", 1))
+
+    assert _run_threads(3, body) == []
+    records = reader.list()
+    assert len(records) == 22
+    assert {
+        r.checkpoint.sequence_number for r in records if "single" not in r.key.partition_id
+    } == {29}
+
+
+def test_threads_share_one_persister(store: Store) -> None:
+    persister = store.open()
+
+    def body(index: int) -> None:
+        for i in range(40):
+            persister.write(*KEY._replace(partition_id=str(index)), Checkpoint(str(i), i))
+            assert persister.read(*KEY._replace(partition_id=str(index))).sequence_number == i
+
+    assert _run_threads(6, body) == []
+    assert {r.key.partition_id: r.checkpoint.sequence_number for r in persister.list()} == {
+        str(i): 39 for i in range(6)
+    }
+
+
+def test_threads_share_an_in_memory_database() -> None:
+    first = SQLPersister("sqlite://", monotonic=True)
+    second = SQLPersister(first.engine, monotonic=True)
+
+    def body(index: int) -> None:
+        persister = (first, second)[index % 2]
+        for i in range(30):
+            persister.write_many({KEY._replace(partition_id=f"t{index}"): Checkpoint(str(i), i)})
+            with contextlib.suppress(CheckpointRegressionError):
+                persister.write(*KEY, Checkpoint(str(i), i * 10 + index))
+            persister.list()
+
+    assert _run_threads(4, body) == []
+    assert first.read(*KEY).sequence_number == max(29 * 10 + i for i in range(4))
+    assert len(first.list()) == 5
+    second.close()
+    first.close()
+
+
+# -- monotonic: one statement --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("monotonic", [True, False])
+def test_monotonic_upsert_reports_its_verdict_in_the_row_count(
+    store: Store, monotonic: bool
+) -> None:
+    """Executed through SQLAlchemy as an asyncio persister would; PostgreSQL needs an option."""
+    persister = store.open()
+    dialect = PostgreSQLDialect() if store.kind == "postgresql" else SQLiteDialect()
+    statements = statements_for(dialect)
+    statement = statements.upsert_monotonic if monotonic else statements.upsert
+    options = {"schema_translate_map": {None: store.schema}} if store.schema else {}
+    engine = persister.engine.execution_options(**options)
+    counts = []
+    for sequence_number in (5, 6, 6, 3):
+        with engine.begin() as connection:
+            result = connection.execute(
+                statement, write_params(KEY, Checkpoint("x", sequence_number))
+            )
+            counts.append(result.rowcount)
+    if monotonic:
+        assert counts == [1, 1, 1, 0]
+        assert persister.read(*KEY).sequence_number == 6
+    else:
+        assert counts == [1, 1, 1, 1]
+        assert persister.read(*KEY).sequence_number == 3
+
+
+def test_monotonic_refusal_names_the_first_regressed_key_of_a_batch(store: Store) -> None:
+    persister = store.open(monotonic=True)
+    keys = [KEY._replace(partition_id=str(i)) for i in range(5)]
+    persister.write_many({k: Checkpoint("10", 10) for k in keys})
+    persister.write(*keys[3], Checkpoint("50", 50))
+    batch = {k: Checkpoint("20", 20) for k in keys}
+    with pytest.raises(CheckpointRegressionError) as caught:
+        persister.write_many(batch)
+    assert caught.value.key == keys[3]
+    assert caught.value.stored == Checkpoint("50", 50)
+    assert caught.value.refused == Checkpoint("20", 20)
+    assert [r.checkpoint.sequence_number for r in persister.list()] == [10, 10, 10, 50, 10]
+
+
+def test_monotonic_write_after_a_concurrent_delete_is_written(store: Store) -> None:
+    """A refusal is checked against the stored row; if it is gone, the write goes through."""
+    persister = store.open(monotonic=True)
+    persister.write(*KEY, Checkpoint("9", 9))
+    persister.delete(*KEY)
+    persister.write(*KEY, Checkpoint("1", 1))
+    assert persister.read(*KEY) == Checkpoint("1", 1)
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+def test_unreachable_server_is_a_connection_error_with_the_password_masked() -> None:
+    url = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/x"
+    with pytest.raises(PersistConnectionError) as caught:
+        SQLPersister(url, connect_args={"connect_timeout": 3})
+    message = str(caught.value)
+    assert "s3cret" not in message
+    assert "postgres:***@127.0.0.1:1/x" in message
+    assert caught.value.__cause__ is not None
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[tuple[str, str, sa.Engine]]:
+    """A new PostgreSQL database: yields its name, a URL with a password, and an admin engine.
+
+    The URL's application_name is the database's name, to find its backends.
+    """
+    base = require_server(POSTGRES_URL)
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    name = f"sc_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.make_url(base).set(password="s3cret", database=name)
+    url = url.update_query_dict({"application_name": name})
+    try:
+        yield name, url.render_as_string(hide_password=False), admin
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _terminate(admin: sa.Engine, application_name: str) -> int:
+    """Terminate every backend of ``application_name``; return how many there were."""
+    with admin.connect() as connection:
+        return int(
+            connection.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = :name"
+                ),
+                {"name": application_name},
+            ).scalar_one()
+        )
+
+
+@pytest.mark.postgres
+def test_a_lost_server_is_a_connection_error_and_the_next_call_reconnects(
+    postgres_database: tuple[str, str, sa.Engine],
+) -> None:
+    name, url, admin = postgres_database
+    persister = SQLPersister(url)
+    persister.write(*KEY, Checkpoint("1", 1))
+    persister.read(*KEY)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+    assert _terminate(admin, name) >= 1
+    calls: list[Callable[[], object]] = [
+        lambda: persister.write(*KEY, Checkpoint("2", 2)),
+        lambda: persister.write_many({KEY: Checkpoint("2", 2)}),
+        lambda: persister.read(*KEY),
+        persister.list,
+        lambda: persister.delete(*KEY),
+    ]
+    for call in calls:
+        with pytest.raises(PersistConnectionError) as caught:
+            call()
+        message = str(caught.value)
+        assert "s3cret" not in message
+        assert f"postgres:***@127.0.0.1:5432/{name}" in message
+        assert isinstance(caught.value.__cause__, Exception)
+    assert "partition_id='0'" in str(caught.value)  # delete names its key
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    persister.write(*KEY, Checkpoint("3", 3))
+    assert persister.read(*KEY) == Checkpoint("3", 3)
+    persister.close()
+
+
+@pytest.mark.postgres
+def test_terminated_backends_between_calls_cost_nothing(
+    postgres_database: tuple[str, str, sa.Engine],
+) -> None:
+    name, url, admin = postgres_database
+    persister = SQLPersister(url)
+    persister.write(*KEY, Checkpoint("0", 0))
+    for i in range(1, 4):
+        assert _terminate(admin, name) >= 1
+        persister.write(*KEY, Checkpoint(str(i), i))
+        _terminate(admin, name)
+        assert persister.read(*KEY) == Checkpoint(str(i), i)
+        _terminate(admin, name)
+        persister.write_many({KEY._replace(partition_id="other"): Checkpoint(str(i), i)})
+        _terminate(admin, name)
+        assert len(persister.list()) == 2
+    _terminate(admin, name)
+    assert persister.delete(*KEY._replace(partition_id="other")) == 1
+    persister.close()
+
+
+@pytest.mark.postgres
+def test_terminated_backends_mid_run_cost_at_most_the_call_in_flight(
+    postgres_database: tuple[str, str, sa.Engine],
+) -> None:
+    name, url, admin = postgres_database
+    persister = SQLPersister(url, monotonic=True)
+    persister.write(*KEY, Checkpoint("0", 0))
+    rounds = 15
+    done = threading.Event()
+    failures: list[BaseException] = []
+    acknowledged = 0
+
+    def terminator() -> None:
+        try:
+            for _ in range(rounds):
+                _terminate(admin, name)
+                done.wait(0.02)  # pacing only; nothing is asserted about timing
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=terminator)
+    thread.start()
+    sequence_number = 0
+    while not done.is_set():
+        sequence_number += 1
+        try:
+            if sequence_number % 3:
+                persister.write(*KEY, Checkpoint(str(sequence_number), sequence_number))
+            else:
+                persister.write_many({KEY: Checkpoint(str(sequence_number), sequence_number)})
+            acknowledged = sequence_number
+        except PersistError as exc:
+            failures.append(exc)
+    thread.join()
+    # Each round ends the connections of that moment: at most the one call in flight fails.
+    assert len(failures) <= rounds
+    assert all(isinstance(f, PersistConnectionError) for f in failures), failures
+    assert persister.read(*KEY).sequence_number >= acknowledged
+    persister.write(*KEY, Checkpoint("last", sequence_number + 1))
+    assert persister.read(*KEY) == Checkpoint("last", sequence_number + 1)
+    persister.close()
+
+
+def test_missing_table_is_a_schema_error_naming_key_and_command(store: Store) -> None:
+    persister = store.open()
+    persister.write(*KEY, Checkpoint("1", 1))
+    store.sql("DROP TABLE {table}")
+    for call in (
+        lambda: persister.write(*KEY, Checkpoint("2", 2)),
+        lambda: persister.read(*KEY),
+    ):
+        with pytest.raises(SchemaError) as caught:
+            call()
+        assert "partition_id='0'" in str(caught.value)
+        assert "upgrade" in str(caught.value)
+        assert caught.value.__cause__ is not None
+    with pytest.raises(SchemaError):
+        persister.list()
+
+
+def test_other_driver_errors_are_persist_errors_and_nothing_is_half_written(
+    sqlite_store: Store,
+) -> None:
+    persister = sqlite_store.open()
+    sqlite_store.sql(
+        "CREATE TRIGGER refuse BEFORE INSERT ON checkpoints WHEN NEW.partition_id = '3' "
+        "BEGIN SELECT RAISE(ABORT, 'partition 3 is refused'); END"
+    )
+    batch = {KEY._replace(partition_id=str(i)): Checkpoint(str(i), i) for i in range(6)}
+    with pytest.raises(PersistError) as caught:
+        persister.write_many(batch)
+    assert type(caught.value) is PersistError
+    assert "partition 3 is refused" in str(caught.value)
+    assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+    assert persister.list() == []  # the batch was rolled back as a whole
+    with pytest.raises(PersistError, match="partition_id='3'"):
+        persister.write(*KEY._replace(partition_id="3"), Checkpoint("1", 1))
+    persister.write(*KEY, Checkpoint("1", 1))  # the kept connection is still usable
+    assert persister.read(*KEY) == Checkpoint("1", 1)
+
+
+def test_a_busy_database_waits_instead_of_failing(sqlite_store: Store) -> None:
+    persister = sqlite_store.open()
+    path = sqlite_store.url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute(
+        "INSERT INTO checkpoints VALUES ('ns.example', 'hub', 'cg', '0', 'held', 1, NULL, "
+        "'2024-01-01 00:00:00.000000')"
+    )
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        persister.write(*KEY, Checkpoint("after", 2))  # waits for the holder, then wins
+    finally:
+        release.join()
+        holder.close()
+    assert persister.read(*KEY) == Checkpoint("after", 2)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        ("stream_offset", "''", "offset"),
+        ("enqueue_time", "'yesterday'", "yesterday"),
+        ("sequence_number", "'many'", "sequence_number"),
+    ],
+)
+def test_unreadable_rows_are_corrupt_checkpoint_errors_naming_the_key(
+    sqlite_store: Store, column: str, value: str, expected: str
+) -> None:
+    persister = sqlite_store.open()
+    other = KEY._replace(partition_id="1")
+    persister.write_many({KEY: Checkpoint("1", 1), other: Checkpoint("2", 2)})
+    sqlite_store.sql(f"UPDATE {{table}} SET {column} = {value} WHERE partition_id = '0'")
+    for call in (lambda: persister.read(*KEY), persister.list):
+        with pytest.raises(CorruptCheckpointError, match=expected) as caught:
+            call()
+        assert "partition_id='0'" in str(caught.value)
+    assert persister.read(*other) == Checkpoint("2", 2)
+
+
+def test_postgresql_empty_offset_is_corrupt(postgres_store: Store) -> None:
+    persister = postgres_store.open()
+    persister.write(*KEY, Checkpoint("1", 1))
+    postgres_store.sql("UPDATE {table} SET stream_offset = ''")
+    with pytest.raises(CorruptCheckpointError, match="partition_id='0'"):
+        persister.read(*KEY)
+
+
+# -- validation before SQL -----------------------------------------------------------------
+
+
+def test_invalid_arguments_are_refused_before_any_sql_runs(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'traced.db'}")
+    statements: list[str] = []
+
+    @sa.event.listens_for(engine, "connect")
+    def trace(connection: Any, record: Any) -> None:
+        connection.set_trace_callback(statements.append)
+
+    persister = SQLPersister(engine, monotonic=True)
+    persister.write(*KEY, Checkpoint("1", 1))
+    assert any("INSERT INTO checkpoints" in s for s in statements)  # the trace works
+    bad_calls: list[Callable[[], object]] = [
+        lambda: persister.write("", "hub", "cg", "0", Checkpoint("1", 1)),
+        lambda: persister.write("ns", "hub", "cg", "0" * 257, Checkpoint("1", 1)),
+        lambda: persister.write("ns", "h\x00b", "cg", "0", Checkpoint("1", 1)),
+        lambda: persister.write("ns", "hub", 7, "0", Checkpoint("1", 1)),  # type: ignore[arg-type]
+        lambda: persister.write("ns", "hub", "cg", "0", {"offset": "1"}),  # type: ignore[arg-type]
+        lambda: persister.write_many(
+            [(KEY, Checkpoint("1", 1)), (KEY._replace(partition_id=""), Checkpoint("1", 1))]
+        ),
+        lambda: persister.write_many([(KEY, Checkpoint("1", 1)), (KEY, Checkpoint("2", 2))]),
+        lambda: persister.read("ns", "hub", "cg", ""),
+        lambda: persister.list(name="hub"),
+        lambda: persister.delete("ns", "hub", ""),
+        lambda: persister.delete("ns", "hub", "cg", "\x00"),
+    ]
+    for call in bad_calls:
+        statements.clear()
+        with pytest.raises((TypeError, ValueError)):
+            call()
+        assert statements == []
+    assert persister.list() == [persister.list()[0]]
+    persister.close()
+    engine.dispose()
