@@ -148,14 +148,32 @@ def make_backend(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> B
     raise AssertionError(f"unknown backend {name}")
 
 
-@pytest.fixture(params=BACKEND_NAMES)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """Every backend in turn; closes what the test opened."""
+DURABLE_BACKEND_NAMES = [
+    "file-nested",
+    "file-go",
+    "sqlite-file",
+    pytest.param("postgresql", marks=pytest.mark.postgres),
+]
+
+
+def _backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     b = make_backend(request.param, tmp_path, request)
     try:
         yield b
     finally:
         b.close_all()
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Every backend in turn; closes what the test opened."""
+    yield from _backend(request, tmp_path)
+
+
+@pytest.fixture(params=DURABLE_BACKEND_NAMES)
+def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Every backend whose data outlives its persisters (files, SQLite file, PostgreSQL)."""
+    yield from _backend(request, tmp_path)
 
 
 @pytest.fixture

@@ -911,3 +911,38 @@ def test_every_command_has_help(path: list[str]) -> None:
 
 def test_version() -> None:
     assert "0.1.0" in ok("--version").stdout
+
+
+def test_copy_from_a_go_directory_needs_the_three_names(go_dir: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dest.db"
+    result = invoke("copy", go_url(go_dir), sqlite_url(dest), "--namespace", "myns")
+    assert_error(result, 2, "--consumer-group", "$Default")
+    assert not dest.exists()
+
+
+def test_copy_honours_schemas_on_both_sides(
+    go_dir: Path, postgres_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    url, schema = postgres_schema
+    ok("--schema", schema, "copy", go_url(go_dir), url, *GO_NAMES)
+    assert positions(url, schema=schema) == GO_DEFAULT_GROUP
+    # and back out of that schema with --src-schema into a file store
+    out = f"file://{tmp_path / 'out'}"
+    ok("copy", url, out, "--src-schema", schema)
+    assert positions(out) == GO_DEFAULT_GROUP
+
+
+def test_reset_of_a_mistyped_database_creates_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.db"
+    result = invoke("--url", sqlite_url(typo), "reset", *GROUP, "--to", "start", "--yes")
+    assert_error(result, 1, "typo.db")
+    assert not typo.exists()
+
+
+def test_reset_of_a_go_layout_group_leaves_a_longer_group_alone(tmp_path: Path) -> None:
+    url = go_url(tmp_path / "go")
+    ok("--url", url, "write", "ns", "hub", "a", "1", "--offset", "10", "--sequence", "10")
+    ok("--url", url, "write", "ns", "hub", "a_b", "2", "--offset", "20", "--sequence", "20")
+    ok("--url", url, "reset", "ns", "hub", "a", "--to", "start", "--yes")
+    assert ok("--url", url, "read", "ns", "hub", "a_b", "2").stdout.startswith("offset=20 ")
+    assert ok("--url", url, "read", "ns", "hub", "a", "1").stdout.startswith("offset=-1 ")

@@ -33,6 +33,10 @@ file-name limit; all I/O is relative to directory file descriptors, so ``PATH_MA
 **Go's naming can make two keys share a file**: ``("a_b", "c", ...)`` and ``("a", "b_c", ...)``
 are the same file, and so are ``"$Default"`` and ``"Default"``. A component containing ``/``,
 ``\\`` or NUL, or one that is empty once ``$`` is removed, is refused with ``ValueError``.
+``list(ns, name, cg)`` (and deleting a whole consumer group) finds the group's files by name
+prefix but skips a partition id containing ``_``: ``ns_hub_a_b_2`` could be partition ``2`` of
+group ``a_b``, which must not be listed, reset or deleted with group ``a``. Such a partition is
+still read, written and deleted by its exact key.
 
 Temporary files are named ``.sctmp-<hex>`` and the lock file ``.sclock``: they start with ``.``
 and contain no ``_``, so they never look like checkpoints in either layout. ``read`` and ``list``
@@ -304,7 +308,7 @@ class FilePersister(BasePersister):
         self._root = os.path.abspath(os.fspath(directory))
         self._thread_lock = threading.Lock()
         try:
-            os.makedirs(self._root, exist_ok=True)
+            _make_durable_dirs(self._root)
         except OSError as exc:
             raise self._os_error("create the checkpoint directory", (), exc) from exc
         self._remove_stale_temp_files()
@@ -731,17 +735,39 @@ def _open_subdir(parent: int, name: str, *, create: bool) -> int | None:
     return os.open(name, flags, dir_fd=parent)
 
 
+def _make_durable_dirs(path: str) -> None:
+    """``os.makedirs``, then fsync the parent of each directory it created (power-loss safe)."""
+    created: builtins.list[str] = []
+    level = path
+    while not os.path.isdir(level):
+        created.append(level)
+        parent = os.path.dirname(level)
+        if parent == level:
+            break
+        level = parent
+    os.makedirs(path, exist_ok=True)
+    for directory in reversed(created):
+        fd = os.open(os.path.dirname(directory), _DIR_FLAGS)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _go_key(name: str, prefix: tuple[str, ...], go_prefix: Sequence[str]) -> PartitionKey | None:
     """The key a go-layout file ``name`` is listed under, or ``None`` if it doesn't match.
 
-    With the full group as ``prefix`` the partition id is whatever follows it (``_`` included);
-    otherwise the name must split into exactly four non-empty parts.
+    With the full group as ``prefix`` the partition id is what follows it, if that has no
+    ``_``: ``ns_hub_a_b_2`` may be partition ``b_2`` of group ``a`` or partition ``2`` of group
+    ``a_b``, and listing (or deleting, or resetting) group ``a`` must not touch group ``a_b``.
+    Otherwise the name must split into exactly four non-empty parts.
     """
     if len(prefix) == 3:
         head = "_".join(go_prefix) + "_"
-        if not name.startswith(head) or len(name) == len(head):
+        partition = name[len(head) :]
+        if not name.startswith(head) or not partition or "_" in partition:
             return None
-        parts = [*prefix, name[len(head) :]]
+        parts = [*prefix, partition]
     else:
         split = name.split("_")
         if len(split) != 4 or not all(split) or split[: len(prefix)] != list(go_prefix):

@@ -25,6 +25,7 @@ from ..checkpoint import (
     make_key,
 )
 from ..errors import CheckpointRegressionError, PersistError
+from ..file import FilePersister
 from ..persister import BasePersister, normalize_scope
 from ..urls import _parse_file_url, bad_url_message, mask_url, open_persister
 from .render import is_stale, iso_utc, parse_duration, status_csv, status_json, status_table
@@ -364,7 +365,8 @@ def reset(
     normalize_scope(namespace, name, consumer_group)
     if partition is not None:
         check_key_component("partition_id", partition)
-    with _open(_url(ctx), writing=True, schema=_schema(ctx)) as persister:
+    # Read-only open: a mistyped URL must not create (and migrate) an empty database.
+    with _open(_url(ctx), writing=False, schema=_schema(ctx)) as persister:
         records = [
             r
             for r in persister.list(namespace, name, consumer_group)
@@ -420,21 +422,40 @@ _COPY_BATCH = 500
 @click.option(
     "--monotonic", is_flag=True, help="Never move a destination checkpoint backwards (skip those)."
 )
+@click.option("--src-schema", help="PostgreSQL schema of SRC_URL (default: the global --schema).")
+@click.option("--dst-schema", help="PostgreSQL schema of DST_URL (default: the global --schema).")
+@click.pass_context
 @_handle_errors
 def copy(
+    ctx: click.Context,
     src_url: str,
     dst_url: str,
     namespace: str | None,
     name: str | None,
     consumer_group: str | None,
     monotonic: bool,
+    src_schema: str | None,
+    dst_schema: str | None,
 ) -> None:
-    """Copy checkpoints from SRC_URL to DST_URL (any two stores). Idempotent."""
-    normalize_scope(namespace, name, consumer_group)
-    with _open(src_url, writing=False) as source:
+    """Copy checkpoints from SRC_URL to DST_URL (any two stores). Idempotent.
+
+    A directory written by the Go package (file:///dir?layout=go) needs --namespace, --name and
+    --consumer-group: Go's file names drop `$` and can't be split reliably.
+    """
+    scope = normalize_scope(namespace, name, consumer_group)
+    with _open(src_url, writing=False, schema=src_schema or _schema(ctx)) as source:
+        if isinstance(source, FilePersister) and source.layout == "go" and len(scope) < 3:
+            raise ValueError(
+                "copying from a Go-layout directory needs --namespace, --name and "
+                "--consumer-group: Go's file names drop `$` (so `$Default` would be copied as "
+                "`Default`) and can't be split reliably"
+            )
         records = source.list(namespace, name, consumer_group)
     copied = skipped = 0
-    with _open(dst_url, writing=True, monotonic=monotonic) as dest, _progress() as progress:
+    dest_store = _open(
+        dst_url, writing=True, monotonic=monotonic, schema=dst_schema or _schema(ctx)
+    )
+    with dest_store as dest, _progress() as progress:
         task = progress.add_task("copying", total=len(records))
         for start in range(0, len(records), _COPY_BATCH):
             batch = records[start : start + _COPY_BATCH]
