@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from alembic import context
 from alembic.util import CommandError
 
+from streamcheckpoint.errors import PersistError
 from streamcheckpoint.migrations import (
     ATTR_CONNECTION,
     ATTR_SCHEMA,
@@ -31,6 +32,7 @@ from streamcheckpoint.migrations import (
     VERSION_TABLE,
     take_migration_lock,
 )
+from streamcheckpoint.sql.engine import open_engine, resolve_url
 from streamcheckpoint.sql.schema import metadata
 
 URL_VARIABLE = "STREAMCHECKPOINT_URL"
@@ -75,7 +77,12 @@ def configure_options(dialect_name: str) -> dict[str, Any]:
 
 def run_migrations_offline() -> None:
     """Write the SQL to the output buffer instead of executing it (``--sql``)."""
-    url = config.attributes.get(ATTR_URL) or sa.make_url(command_line_url())
+    url = config.attributes.get(ATTR_URL)
+    if url is None:
+        try:
+            url, _ = resolve_url(command_line_url())
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
     context.configure(
         url=url,
         literal_binds=True,
@@ -95,7 +102,11 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = sa.create_engine(command_line_url(), poolclass=sa.pool.NullPool)
+    try:
+        # As a persister makes it: the same URLs work (postgres://), only supported databases.
+        engine, _, _ = open_engine(command_line_url(), {"poolclass": sa.pool.NullPool})
+    except (ValueError, PersistError) as exc:
+        raise CommandError(str(exc)) from exc
     try:
         with engine.connect() as connection, connection.begin():
             take_migration_lock(connection)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from conftest import POSTGRES_URL, require_server
-from streamcheckpoint import PersistConnectionError, SchemaError
+from streamcheckpoint import PersistConnectionError, PersistError, SchemaError
 from streamcheckpoint import migrations as m
+from streamcheckpoint.sql.dialects import PG_MIGRATION_LOCK_KEY
+from streamcheckpoint.sql.engine import open_engine
 from streamcheckpoint.sql.schema import TABLE_NAME, checkpoints
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,17 +55,6 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         yield Database(url, schema, engine)
     finally:
         engine.dispose()
-
-
-def sqlite_persister_engine(url: str) -> sa.Engine:
-    """An engine configured as a SQLite persister's: driver transactions off, BEGIN IMMEDIATE."""
-    engine = sa.create_engine(url, connect_args={"isolation_level": None})
-
-    @sa.event.listens_for(engine, "begin")
-    def begin_immediate(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 def table_names(engine: sa.Engine, schema: str | None) -> set[str]:
@@ -232,8 +223,8 @@ def test_someone_elses_checkpoints_table_is_not_touched(database: Database) -> N
         assert conn.execute(sa.select(theirs.c.id)).scalars().all() == [7]
 
 
-def test_sqlite_persister_style_engine(tmp_path: Path) -> None:
-    engine = sqlite_persister_engine(f"sqlite:///{tmp_path / 'p.db'}")
+def test_sqlite_engine_as_a_persister_makes_it(tmp_path: Path) -> None:
+    engine, _, _ = open_engine(f"sqlite:///{tmp_path / 'p.db'}", {})
     try:
         m.ensure_schema(engine)
         assert m.current(engine) == m.head()
@@ -352,6 +343,60 @@ def test_unreachable_server_is_a_connection_error() -> None:
         m.current("postgresql+psycopg://postgres@127.0.0.1:1/test")
 
 
+def test_a_password_in_the_query_is_masked_too() -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/test?password=Sekr1t"
+    with pytest.raises(PersistConnectionError) as caught:
+        m.current(url)
+    assert "Sekr1t" not in str(caught.value)
+    assert "password=***" in str(caught.value)
+    engine = sa.create_engine(url)
+    message = m._not_at_head_message(engine, None, None)
+    engine.dispose()
+    assert "Sekr1t" not in message
+    assert "postgres@127.0.0.1:1/test?password=***" in message
+
+
+@pytest.mark.postgres
+def test_urls_are_accepted_as_a_persister_accepts_them(postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    heroku, bare = (
+        sa.make_url(url).set(drivername=name).render_as_string(hide_password=False)
+        for name in ("postgres", "postgresql")
+    )
+    m.upgrade(heroku, schema=schema)
+    assert m.current(bare, schema=schema) == m.head()
+    m.downgrade(bare, "base", schema=schema)
+    assert m.current(heroku, schema=schema) is None
+    ddl = m.upgrade(heroku, schema=schema, sql=True)
+    assert ddl is not None
+    assert "TIMESTAMP WITH TIME ZONE" in ddl
+
+
+def test_unsupported_databases_are_refused_before_connecting() -> None:
+    url = "mysql+pymysql://root:s3cret@127.0.0.1:1/none"  # nothing listens on port 1
+    engine = sa.create_engine(url)
+    calls: list[Callable[[], object]] = [
+        lambda: m.ensure_schema(engine),
+        lambda: m.upgrade(engine),
+        lambda: m.current(url),
+        lambda: m.downgrade(url, "base"),
+        lambda: m.upgrade(url, sql=True),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="mysql") as caught:
+            call()
+        assert "s3cret" not in str(caught.value)
+    engine.dispose()
+
+
+def test_a_missing_driver_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed
+    with pytest.raises(PersistError, match="pip install") as caught:
+        m.current("postgresql+psycopg://postgres:s3cret@127.0.0.1:1/test")
+    assert "s3cret" not in str(caught.value)
+    assert isinstance(caught.value.__cause__, ImportError)
+
+
 def test_unopenable_sqlite_file_is_a_connection_error(tmp_path: Path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
     with pytest.raises(PersistConnectionError, match="missing-dir"):
@@ -439,6 +484,13 @@ def test_alembic_cli_with_environment_url_and_sql(tmp_path: Path) -> None:
     assert m.current(url) == m.head()
 
 
+def test_alembic_cli_refuses_an_unsupported_database() -> None:
+    result = run_alembic("-x", "url=mysql+pymysql://root:s3cret@127.0.0.1:1/x", "upgrade", "head")
+    assert result.returncode != 0
+    assert "'mysql' is not supported" in result.stderr
+    assert "s3cret" not in result.stderr
+
+
 def test_alembic_cli_without_url_says_how_to_give_one() -> None:
     result = run_alembic("upgrade", "head")
     assert result.returncode != 0
@@ -449,7 +501,8 @@ def test_alembic_cli_without_url_says_how_to_give_one() -> None:
 @pytest.mark.postgres
 def test_alembic_cli_with_schema(postgres_schema: tuple[str, str]) -> None:
     url, schema = postgres_schema
-    result = run_alembic("-x", f"url={url}", "-x", f"schema={schema}", "upgrade", "head")
+    heroku = sa.make_url(url).set(drivername="postgres").render_as_string(hide_password=False)
+    result = run_alembic("-x", f"url={heroku}", "-x", f"schema={schema}", "upgrade", "head")
     assert result.returncode == 0, result.stderr
     assert m.current(url, schema=schema) == m.head()
 
@@ -459,27 +512,38 @@ def test_alembic_cli_with_schema(postgres_schema: tuple[str, str]) -> None:
 OPENERS = 10
 
 # One host opening its persister. It imports everything first, says "ready", and opens when the
-# test writes a line to its stdin, so that all of them reach ensure_schema together.
+# test writes a line to its stdin, so that all of them reach ensure_schema together. Styles:
+# "persister" opens a SQLPersister (the engine it builds itself), "plain" migrates a default
+# engine, "hooked" an engine whose own "begin" hook has already begun the transaction.
 OPENER_SCRIPT = """
 import sys
 import alembic.command
 import sqlalchemy as sa
+from streamcheckpoint import Checkpoint, SQLPersister
 from streamcheckpoint.migrations import ensure_schema
 
 url, schema, style = sys.argv[1], sys.argv[2] or None, sys.argv[3]
-engine = sa.create_engine(url, connect_args={"isolation_level": None} if style == "hooked" else {})
-if style == "hooked":  # as a SQLite persister configures its engine
+if style == "hooked":
+    engine = sa.create_engine(url, connect_args={"isolation_level": None})
     sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+else:
+    engine = sa.create_engine(url)
 print("ready", flush=True)
 sys.stdin.readline()
-ensure_schema(engine, schema=schema)
+if style == "persister":
+    with SQLPersister(url, schema=schema) as persister:
+        persister.write("ns", "hub", "cg", sys.argv[4], Checkpoint("1", 1))
+else:
+    ensure_schema(engine, schema=schema)
 print("opened", flush=True)
 """
 
 
 @pytest.mark.slow
 def test_concurrent_openers_migrate_once(database: Database) -> None:
-    styles = ["plain", "hooked"] if database.dialect == "sqlite" else ["plain"]
+    styles = ["persister", "plain"]
+    if database.dialect == "sqlite":
+        styles.append("hooked")
     openers = [
         subprocess.Popen(
             [
@@ -489,6 +553,7 @@ def test_concurrent_openers_migrate_once(database: Database) -> None:
                 database.url,
                 database.schema or "",
                 styles[i % len(styles)],
+                str(i),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -512,6 +577,11 @@ def test_concurrent_openers_migrate_once(database: Database) -> None:
     assert [(out.strip(), err) for out, err in outcomes] == [("opened", "")] * OPENERS
     assert version_rows(database.engine, database.schema) == [m.head()]
     assert_schema_matches_code(database.engine, database.schema)
+    table = sa.table(TABLE_NAME, sa.column("partition_id"), schema=database.schema)
+    with database.engine.connect() as conn:
+        written = set(conn.execute(sa.select(table.c.partition_id)).scalars())
+    persisters = [i for i in range(OPENERS) if styles[i % len(styles)] == "persister"]
+    assert written == {str(i) for i in persisters}
 
 
 @pytest.mark.postgres
@@ -528,7 +598,7 @@ def test_postgres_migration_waits_for_the_advisory_lock(
         except BaseException as exc:
             errors.append(exc)
 
-    key = m._PG_LOCK_KEY % 2**64  # pg_locks shows a bigint key as two unsigned halves
+    key = PG_MIGRATION_LOCK_KEY % 2**64  # pg_locks shows a bigint key as two unsigned halves
     waiting = sa.text(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
         "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"

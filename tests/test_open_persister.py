@@ -161,6 +161,53 @@ def test_unreachable_server_is_a_connection_error() -> None:
     assert "s3cret" not in str(caught.value)
 
 
+SECRET = "Sekr1t"
+UNREACHABLE_WITH_PASSWORDS = [
+    f"postgresql+psycopg://postgres@127.0.0.1:1/test?password={SECRET}",
+    f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/test",
+    f"postgresql://postgres@127.0.0.1:1/test?sslmode=disable&password={SECRET}",
+]
+
+
+@pytest.mark.parametrize("url", UNREACHABLE_WITH_PASSWORDS)
+def test_connection_errors_never_show_the_password(url: str) -> None:
+    with pytest.raises(PersistConnectionError) as caught:
+        open_persister(url, connect_args={"connect_timeout": 3})
+    message = str(caught.value)
+    assert SECRET not in message
+    assert "127.0.0.1:1/test" in message
+    assert "***" in message
+
+
+def test_a_short_password_does_not_garble_the_message() -> None:
+    # "o" is in "port", "Connection", "postgres": only the password itself is masked.
+    with pytest.raises(PersistConnectionError) as caught:
+        open_persister(
+            "postgresql+psycopg://postgres:o@127.0.0.1:1/test", connect_args={"connect_timeout": 3}
+        )
+    message = str(caught.value)
+    assert "postgresql+psycopg://postgres:***@127.0.0.1:1/test" in message
+    assert "port 1 failed" in message
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("where", ["query", "userinfo"])
+def test_repr_never_shows_the_password(postgres_schema: tuple[str, str], where: str) -> None:
+    import sqlalchemy as sa
+
+    url, schema = postgres_schema  # the test server trusts: any password is accepted
+    parsed = sa.make_url(url)
+    if where == "query":
+        parsed = parsed.update_query_dict({"password": SECRET})
+    else:
+        parsed = parsed.set(password=SECRET)
+    with open_persister(parsed.render_as_string(hide_password=False), schema=schema) as persister:
+        shown = repr(persister)
+    assert SECRET not in shown
+    assert "***" in shown
+    assert "127.0.0.1:5432/test" in shown
+
+
 def test_url_must_be_a_string() -> None:
     with pytest.raises(TypeError, match="url"):
         open_persister(Path("/tmp"))  # type: ignore[arg-type]

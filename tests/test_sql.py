@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 
 from conftest import POSTGRES_URL, require_server
 from streamcheckpoint import (
@@ -245,6 +245,62 @@ def test_enqueue_time_round_trips_to_the_microsecond(store: Store, when: datetim
     assert record.checkpoint.enqueue_time == when
 
 
+TOKYO_OPTIONS = "-c TimeZone=Asia/Tokyo"
+EXTREME_TIMES = [
+    datetime(9999, 12, 31, 23, 0, tzinfo=UTC),  # year 10000 in Tokyo
+    datetime(1, 1, 1, 1, 0, tzinfo=UTC),  # year 0 in New York
+]
+
+
+def _session_setting(engine: sa.Engine, name: str) -> str:
+    with engine.connect() as connection:
+        return str(connection.exec_driver_sql(f"SHOW {name}").scalar_one())
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("given_in", ["url", "connect_args"])
+def test_postgresql_sessions_are_utc_whatever_the_options_say(
+    postgres_store: Store, given_in: str
+) -> None:
+    url = postgres_store.url
+    if given_in == "url":
+        persister = SQLPersister(
+            f"{url}?options=-c%20TimeZone%3DAsia/Tokyo", schema=postgres_store.schema
+        )
+    else:
+        persister = SQLPersister(
+            url, schema=postgres_store.schema, connect_args={"options": TOKYO_OPTIONS}
+        )
+    postgres_store.opened.append(persister)
+    plain = sa.create_engine(url, connect_args={"options": TOKYO_OPTIONS})
+    assert _session_setting(plain, "TimeZone") == "Asia/Tokyo"  # the option does work
+    plain.dispose()
+    assert _session_setting(persister.engine, "TimeZone") == "UTC"
+    keys = [KEY._replace(partition_id=str(i)) for i in range(len(EXTREME_TIMES))]
+    for key, when in zip(keys, EXTREME_TIMES, strict=True):
+        persister.write(*key, Checkpoint("1", 1, when))
+        assert persister.read(*key).enqueue_time == when
+    assert [r.checkpoint.enqueue_time for r in persister.list()] == EXTREME_TIMES
+    persister.write_many(
+        {key: Checkpoint("2", 2, when) for key, when in zip(keys, EXTREME_TIMES, strict=True)}
+    )
+    assert [r.checkpoint for r in persister.list()] == [
+        Checkpoint("2", 2, when) for when in EXTREME_TIMES
+    ]
+
+
+@pytest.mark.postgres
+def test_postgresql_options_in_the_url_are_kept(postgres_store: Store) -> None:
+    schema = postgres_store.schema
+    # No schema=: the search_path in the URL's libpq options decides where the table goes.
+    with SQLPersister(f"{postgres_store.url}?options=-csearch_path%3D{schema}") as persister:
+        assert persister.schema is None
+        assert _session_setting(persister.engine, "search_path") == schema
+        assert _session_setting(persister.engine, "TimeZone") == "UTC"
+        persister.write(*KEY, Checkpoint("1", 1, EXTREME_TIMES[0]))
+    assert postgres_store.sql("SELECT stream_offset FROM {table}") == [("1",)]
+
+
 def test_sqlite_text_written_by_hand_reads_back_as_aware_utc(sqlite_store: Store) -> None:
     sqlite_store.open().close()
     sqlite_store.sql(
@@ -388,6 +444,72 @@ def test_unsupported_engines_are_refused_before_connecting() -> None:
     with pytest.raises(ValueError, match="mysql"):
         SQLPersister(engine)
     engine.dispose()
+
+
+def _in_another_thread(call: Callable[[], object]) -> object:
+    results: list[object] = []
+    thread = threading.Thread(target=lambda: results.append(call()))
+    thread.start()
+    thread.join()
+    assert len(results) == 1, "the call failed in its thread"
+    return results[0]
+
+
+def test_a_default_in_memory_engine_is_refused_naming_the_fix() -> None:
+    engine = sa.create_engine("sqlite://")
+    assert isinstance(engine.pool, SingletonThreadPool)  # SQLAlchemy's default for it
+    with pytest.raises(ValueError, match=r"SingletonThreadPool.*StaticPool.*check_same_thread"):
+        SQLPersister(engine)
+    engine.dispose()
+
+    fixed = sa.create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+    persister = SQLPersister(fixed)
+    _in_another_thread(lambda: persister.write(*KEY, Checkpoint("1", 1)))
+    assert persister.read(*KEY) == Checkpoint("1", 1)
+    assert _in_another_thread(lambda: persister.read(*KEY)) == Checkpoint("1", 1)
+    persister.close()
+    fixed.dispose()
+
+
+def test_a_file_engine_with_singleton_thread_pool_is_accepted(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}", poolclass=SingletonThreadPool)
+    persister = SQLPersister(engine)  # one connection per thread, all to the same file
+    _in_another_thread(lambda: persister.write(*KEY, Checkpoint("1", 1)))
+    assert persister.read(*KEY) == Checkpoint("1", 1)
+    persister.close()
+    engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("isolation_level", ["AUTOCOMMIT", None])
+def test_a_callers_postgresql_engine_keeps_its_transaction_mode(
+    postgres_store: Store, isolation_level: str | None
+) -> None:
+    """The persister switches connections to autocommit; the caller gets back what it had."""
+    options = {"isolation_level": isolation_level} if isolation_level else {}
+    engine = sa.create_engine(postgres_store.url, pool_size=1, max_overflow=0, **options)
+    app_table = f'"{postgres_store.schema}".app'
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"CREATE TABLE {app_table} (x int)")
+        persister = SQLPersister(engine, schema=postgres_store.schema)
+        persister.write(*KEY, Checkpoint("1", 1))
+        persister.write_many({KEY._replace(partition_id="1"): Checkpoint("2", 2)})
+        # A call that finds the kept connection busy takes the pool's connection for itself.
+        with persister._writer._lock:
+            persister.write(*KEY, Checkpoint("3", 3))
+            persister.write_many({KEY: Checkpoint("4", 4)})
+        assert persister.read(*KEY) == Checkpoint("4", 4)
+        persister.close()
+        with engine.connect() as app:  # the pool's one connection, which the persister used
+            app.exec_driver_sql(f"INSERT INTO {app_table} VALUES (1)")  # and no commit
+        with engine.connect() as app:
+            count = app.exec_driver_sql(f"SELECT count(*) FROM {app_table}").scalar_one()
+    finally:
+        engine.dispose()
+    assert count == (1 if isolation_level == "AUTOCOMMIT" else 0)
 
 
 # -- concurrency within one host -----------------------------------------------------------
@@ -710,6 +832,57 @@ def test_other_driver_errors_are_persist_errors_and_nothing_is_half_written(
     assert persister.read(*KEY) == Checkpoint("1", 1)
 
 
+@pytest.mark.postgres
+def test_postgresql_write_many_is_all_or_nothing_on_a_driver_error(postgres_store: Store) -> None:
+    import psycopg
+
+    persister = postgres_store.open()
+    persister.write(*KEY, Checkpoint("old", 1))
+    refuse = f'"{postgres_store.schema}".refuse'
+    postgres_store.sql(
+        f"CREATE FUNCTION {refuse}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.partition_id = '3' THEN RAISE EXCEPTION 'partition 3 is refused'; END IF; "
+        "RETURN NEW; END $$"
+    )
+    postgres_store.sql(
+        f"CREATE TRIGGER refuse BEFORE INSERT ON {{table}} FOR EACH ROW EXECUTE FUNCTION {refuse}()"
+    )
+    batch = {KEY._replace(partition_id=str(i)): Checkpoint(str(i), i + 10) for i in range(6)}
+    with pytest.raises(PersistError) as caught:
+        persister.write_many(batch)
+    assert type(caught.value) is PersistError
+    assert "partition 3 is refused" in str(caught.value)
+    assert isinstance(caught.value.__cause__, psycopg.errors.RaiseException)
+    # Rolled back as a whole: partition 0's update and the rows before 3 are not there.
+    assert [record.key for record in persister.list()] == [KEY]
+    assert persister.read(*KEY) == Checkpoint("old", 1)
+    # The persister goes on working, on the same kept connection or a new one.
+    persister.write(*KEY, Checkpoint("new", 2))
+    del batch[KEY._replace(partition_id="3")]
+    persister.write_many(batch)
+    assert len(persister.list()) == 5
+    assert persister.read(*KEY) == Checkpoint("0", 10)
+
+
+def test_calls_that_were_past_the_open_check_when_close_ran_fail(sqlite_store: Store) -> None:
+    persister = sqlite_store.open()
+    persister.write(*KEY, Checkpoint("1", 1))
+    persister.close()
+    # What a thread that passed write()'s open check just before close() goes on to run:
+    late_calls: list[Callable[[], object]] = [
+        lambda: persister._write(KEY, Checkpoint("2", 2)),
+        lambda: persister._write_many([(KEY, Checkpoint("2", 2))]),
+    ]
+    for call in late_calls:
+        with pytest.raises(PersistError, match="closed"):
+            call()
+        with persister._writer._lock, pytest.raises(PersistError, match="closed"):
+            call()  # the kept connection busy: the call would take one of its own
+    assert persister._writer._kept is None  # no connection was kept again after close
+    with sqlite_store.open() as again:
+        assert again.read(*KEY) == Checkpoint("1", 1)
+
+
 def test_a_busy_database_waits_instead_of_failing(sqlite_store: Store) -> None:
     persister = sqlite_store.open()
     path = sqlite_store.url.removeprefix("sqlite:///")
@@ -727,6 +900,27 @@ def test_a_busy_database_waits_instead_of_failing(sqlite_store: Store) -> None:
         release.join()
         holder.close()
     assert persister.read(*KEY) == Checkpoint("after", 2)
+
+
+def test_opening_waits_for_a_writer_in_the_old_journal_mode(tmp_path: Path) -> None:
+    """Switching to WAL fails at once, busy_timeout or not, while such a writer holds its lock."""
+    path = tmp_path / "rollback.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    assert holder.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        persister = SQLPersister(f"sqlite:///{path}")  # waits for the holder, then opens
+    finally:
+        release.join()
+        holder.close()
+    assert _pragmas(persister.engine)[0] == "wal"
+    persister.write(*KEY, Checkpoint("1", 1))
+    assert persister.read(*KEY) == Checkpoint("1", 1)
+    persister.close()
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,7 @@ Needs a POSIX system (``fcntl`` and ``dir_fd`` support); importing the module wo
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import re
 import secrets
@@ -376,8 +377,7 @@ class FilePersister(BasePersister):
     def _target(self, key: PartitionKey) -> _Target:
         if self.layout == "go":
             return _Target((), go_file_name(key))
-        *directory, file = nested_path(key)
-        return _Target(tuple(directory), file)
+        return _nested_target(key)
 
     def _path(self, segments: Sequence[str]) -> str:
         return os.path.join(self._root, *segments)
@@ -752,6 +752,13 @@ def _make_durable_dirs(path: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@functools.lru_cache(maxsize=4096)
+def _nested_target(key: PartitionKey) -> _Target:
+    """Where ``key`` lives in the nested layout; cached, as a consumer writes the same keys."""
+    *directory, file = nested_path(key)
+    return _Target(tuple(directory), file)
 
 
 def _go_key(name: str, prefix: tuple[str, ...], go_prefix: Sequence[str]) -> PartitionKey | None:

@@ -10,9 +10,11 @@ so a database whose application already uses Alembic (``alembic_version``) is le
 serialized across hosts (a PostgreSQL advisory lock, SQLite's write lock) and the revision is
 read again once the lock is held, so many processes opening a new database at once do not race.
 
-Every function takes a URL (``str`` or :class:`sqlalchemy.URL`, an engine is created and
-disposed of) or an :class:`sqlalchemy.Engine` (used as is, not disposed of). ``schema=`` puts the
-table *and* the version table in that schema (PostgreSQL; the schema must exist).
+Every function takes a URL (``str`` or :class:`sqlalchemy.URL`; an engine is created as
+:class:`~streamcheckpoint.sql.SQLPersister` creates it, so the same URLs work, and disposed of)
+or an :class:`sqlalchemy.Engine` (used as is, not disposed of). Only the databases SQLPersister
+supports are accepted. ``schema=`` puts the table *and* the version table in that schema
+(PostgreSQL; the schema must exist).
 """
 
 from __future__ import annotations
@@ -29,10 +31,16 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 import sqlalchemy as sa
 
 from .errors import PersistConnectionError, SchemaError
+from .urls import mask_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+
+    from .sql.dialects import Dialect
+
+# The sql package imports this module (a persister migrates when it opens): what this module
+# needs from it is imported inside the functions.
 
 __all__ = [
     "HEAD_REVISION",
@@ -65,9 +73,6 @@ ATTR_URL: Final = "streamcheckpoint.url"
 ATTR_SCHEMA: Final = "streamcheckpoint.schema"
 CONTEXT_SCHEMA_OPTION: Final = "streamcheckpoint_schema"
 """Option of the migration context that tells the scripts where to create their tables."""
-
-# pg_advisory_xact_lock key shared by every streamcheckpoint process: b"stckmigr" as an int64.
-_PG_LOCK_KEY: Final = int.from_bytes(b"stckmigr", "big", signed=True)
 
 # Alembic's `context` and `op` are module-level proxies: two threads of one process must not run
 # scripts at the same time, whatever the database. Taken before the database lock, never after.
@@ -187,12 +192,13 @@ def ensure_schema(engine: sa.Engine, *, schema: str | None = None, migrate: bool
     raises :class:`~streamcheckpoint.errors.SchemaError` either way.
 
     Raises:
-        ValueError: ``schema`` given for SQLite.
+        ValueError: ``schema`` given for SQLite, or a database streamcheckpoint doesn't support.
         PersistConnectionError: the database cannot be reached.
         SchemaError: the schema is not at head (and may not or could not be upgraded).
     """
     if not isinstance(engine, sa.Engine):
         raise TypeError(f"engine must be a sqlalchemy.Engine, not {type(engine).__name__}")
+    _dialect_of(engine)
     _check_schema_argument(engine.dialect.name, schema)
     found = _read_revision(engine, schema)
     if found == HEAD_REVISION:
@@ -313,22 +319,22 @@ def _has_version_table(conn: sa.Connection, schema: str | None, cause: Exception
 
 @contextmanager
 def _engine_for(url_or_engine: UrlOrEngine) -> Iterator[sa.Engine]:
-    if isinstance(url_or_engine, sa.Engine):
-        yield url_or_engine
-        return
-    if not isinstance(url_or_engine, (str, sa.URL)):
-        raise TypeError(
-            "url_or_engine must be a URL (str or sqlalchemy.URL) or a sqlalchemy.Engine, "
-            f"not {type(url_or_engine).__name__}"
-        )
-    try:
-        engine = sa.create_engine(url_or_engine)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise ValueError(f"url_or_engine is not a usable database URL: {exc}") from exc
+    """The caller's engine, or one made from the URL as a persister makes it (then disposed)."""
+    from .sql.engine import open_engine
+
+    engine, _, created = open_engine(url_or_engine, {})
     try:
         yield engine
     finally:
-        engine.dispose()
+        if created:
+            engine.dispose()
+
+
+def _dialect_of(engine: sa.Engine) -> Dialect:
+    """The engine's :class:`~.sql.dialects.Dialect`; ``ValueError`` if it isn't supported."""
+    from .sql.dialects import dialect_for_engine
+
+    return dialect_for_engine(engine)
 
 
 @contextmanager
@@ -373,19 +379,14 @@ def _migrate_locked(
 def take_migration_lock(conn: sa.Connection) -> None:
     """Hold the database-wide migration lock until ``conn``'s transaction ends.
 
-    PostgreSQL: a transaction-level advisory lock. SQLite: the write lock (``BEGIN IMMEDIATE``),
-    unless the engine's own ``begin`` hook already started a transaction (a persister engine with
-    ``isolation_level=None`` issues ``BEGIN IMMEDIATE`` itself). Other databases: no lock.
-    Also used by ``env.py`` when the alembic command line runs the scripts.
+    Call it first thing in the transaction. PostgreSQL: a transaction-level advisory lock
+    (:data:`~.sql.dialects.PG_MIGRATION_LOCK_KEY`). SQLite: the write lock, taken with
+    ``BEGIN IMMEDIATE`` (``sqlite3`` begins transactions only at the first data-changing
+    statement, on a persister's engine as on a plain one), unless a ``begin`` hook of the
+    engine has already begun one. Any other database: ``ValueError``, nothing is migrated
+    unlocked. Also used by ``env.py`` when the alembic command line runs the scripts.
     """
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
-    elif dialect == "sqlite":
-        driver_connection = conn.connection.driver_connection
-        # pysqlite only begins lazily, before DML: a plain engine is not in a transaction yet.
-        if not getattr(driver_connection, "in_transaction", False):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    _dialect_of(conn.engine).take_migration_lock(conn)
 
 
 def _check_schema_exists(conn: sa.Connection, engine: sa.Engine, schema: str | None) -> None:
@@ -441,15 +442,9 @@ def _offline(
 ) -> str:
     from alembic import command
 
-    if isinstance(url_or_engine, sa.Engine):
-        url = url_or_engine.url
-    elif isinstance(url_or_engine, (str, sa.URL)):
-        url = sa.make_url(url_or_engine)
-    else:
-        raise TypeError(
-            "url_or_engine must be a URL (str or sqlalchemy.URL) or a sqlalchemy.Engine, "
-            f"not {type(url_or_engine).__name__}"
-        )
+    from .sql.engine import resolve_url
+
+    url, _ = resolve_url(url_or_engine)
     _check_schema_argument(url.get_backend_name(), schema)
     buffer = io.StringIO()
     config = _config({ATTR_URL: url, ATTR_SCHEMA: schema}, output_buffer=buffer)
@@ -477,13 +472,13 @@ def _script_directory() -> ScriptDirectory:
 
 
 def _describe(engine: sa.Engine, schema: str | None) -> str:
-    where = f"database {engine.url.render_as_string(hide_password=True)}"
+    where = f"database {mask_url(engine.url)}"
     return f"{where}, schema {schema!r}" if schema is not None else where
 
 
 def upgrade_commands(url: sa.URL, schema: str | None) -> str:
     """The ways to bring a database up to date, as text for an error message."""
-    shown = url.render_as_string(hide_password=True)
+    shown = mask_url(url)
     schema_cli = f" --schema {shlex.quote(schema)}" if schema is not None else ""
     schema_x = f" -x schema={shlex.quote(schema)}" if schema is not None else ""
     schema_py = f", schema={schema!r}" if schema is not None else ""

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from .persister import BasePersister
 
 __all__ = ["SUPPORTED_URLS", "bad_url_message", "mask_url", "open_persister"]
@@ -34,13 +36,15 @@ _QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&#]*", re.IGNOREC
 _FILE_LAYOUTS = ("nested", "go")
 
 
-def mask_url(url: str) -> str:
+def mask_url(url: str | sa.URL) -> str:
     """Return ``url`` with its password, and any ``password=`` query value, shown as ``***``.
 
-    Works on any text, also on what isn't a valid URL: nothing after ``user:`` and before
-    ``@`` survives.
+    The one way every message and ``repr`` of the library shows a URL. Works on a
+    :class:`sqlalchemy.URL` and on any text, also on what isn't a valid URL: nothing after
+    ``user:`` and before ``@`` survives.
     """
-    masked = _USERINFO_PASSWORD.sub(rf"\g<1>{_MASK}\g<2>", url)
+    text = url if isinstance(url, str) else url.render_as_string(hide_password=True)
+    masked = _USERINFO_PASSWORD.sub(rf"\g<1>{_MASK}\g<2>", text)
     return _QUERY_PASSWORD.sub(rf"\g<1>{_MASK}", masked)
 
 
@@ -112,6 +116,6 @@ def _parse_file_url(url: str) -> tuple[str, str | None]:
     return directory, (layouts[0] if layouts else None)
 
 
-def bad_url_message(url: str, reason: str) -> str:
+def bad_url_message(url: str | sa.URL, reason: str) -> str:
     """The one-line error for a URL that can't be opened: the masked URL, why, what works."""
     return f"can't open {mask_url(url)!r}: {reason}. Supported: {SUPPORTED_URLS}"

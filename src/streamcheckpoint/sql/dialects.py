@@ -12,20 +12,25 @@ Supported: SQLite through the standard library's ``sqlite3`` and PostgreSQL thro
 from __future__ import annotations
 
 import abc
+import os
+import sqlite3
+import sys
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
+from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool, StaticPool
 
 from ..errors import PersistError
 from .schema import UTCDateTime
 
 __all__ = [
     "DIALECTS",
+    "PG_MIGRATION_LOCK_KEY",
     "SQLITE_BUSY_TIMEOUT_MS",
     "SQLITE_SYNCHRONOUS",
     "Dialect",
@@ -49,6 +54,9 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 
 _SQLITE_SYNCHRONOUS_CHOICES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
+PG_MIGRATION_LOCK_KEY = int.from_bytes(b"stckmigr", "big", signed=True)
+"""``pg_advisory_xact_lock`` key every streamcheckpoint process migrates under (an int64)."""
+
 
 class Dialect(abc.ABC):
     """The differences of one database, as SQLPersister needs them."""
@@ -62,11 +70,20 @@ class Dialect(abc.ABC):
     url_example: ClassVar[str]
     """A URL of this kind, for error messages."""
 
+    bare_names: ClassVar[tuple[str, ...]] = ()
+    """URL schemes without ``+driver`` that mean this database with :attr:`driver`, where
+    SQLAlchemy on its own would pick another driver or refuse the name."""
+
     begin_sql: ClassVar[str]
     """What starts a write transaction on the kept write connection."""
 
-    single_write_in_transaction: ClassVar[bool]
-    """Whether a one-statement write needs an explicit transaction (else it autocommits)."""
+    autocommit: ClassVar[tuple[str, Any]]
+    """The driver connection's attribute and the value of it that mean autocommit mode.
+
+    The kept write connection runs in this mode, so a one-statement write or read is one
+    statement for the database (no ``BEGIN``/``COMMIT`` round trips); the previous value is
+    restored before the connection goes back to the pool.
+    """
 
     statement_options: ClassVar[Mapping[str, Any]] = {}
     """Execution options for reads and deletes (one statement each) through SQLAlchemy."""
@@ -88,11 +105,20 @@ class Dialect(abc.ABC):
         ``options`` are the caller's engine options; they win over our defaults.
         """
 
-    def prepare_writer(self, connection: DBAPIConnection) -> None:  # noqa: B027 - optional
-        """Set up a driver connection checked out to run writes."""
+    def compile_dialect(self, dialect: sa.Dialect) -> sa.Dialect:
+        """The SQLAlchemy dialect that compiles statements run on the driver directly."""
+        return dialect
 
-    def release_writer(self, connection: DBAPIConnection) -> None:  # noqa: B027 - optional
-        """Undo :meth:`prepare_writer` before the connection goes back to the pool."""
+    def write_queue_path(self, url: sa.URL) -> str | None:
+        """The lock file through which the writers of this database take turns, if any."""
+        return None
+
+    def check_engine(self, engine: sa.Engine) -> None:  # noqa: B027 - optional
+        """Refuse (``ValueError``) a caller's engine that a persister can't use safely."""
+
+    @abc.abstractmethod
+    def take_migration_lock(self, connection: sa.Connection) -> None:
+        """Hold the database-wide migration lock until ``connection``'s transaction ends."""
 
     @abc.abstractmethod
     def classify(self, error: BaseException) -> Failure:
@@ -122,7 +148,9 @@ class SQLiteDialect(Dialect):
       transaction anyone else runs on ``persister.engine`` takes the write lock at its first
       data-changing statement too. A transaction never holds a read snapshot that it must later
       upgrade to a write lock, which is what fails at once, without waiting, with
-      ``database is locked``. Reads take no write lock.
+      ``database is locked``. Reads take no write lock. A single write is one autocommitted
+      statement, which SQLite starts as a writer too (it takes the write lock, waiting as
+      ``busy_timeout`` allows, before it reads anything), committed and fsynced alike.
 
     Trading durability for speed: ``sqlite:///path.db?synchronous=NORMAL`` keeps the database
     consistent but a power failure may lose the last writes that returned (about ten times
@@ -130,14 +158,16 @@ class SQLiteDialect(Dialect):
     are read by SQLPersister and not passed to the driver.
 
     ``sqlite://`` (in memory) uses one connection shared by the whole engine (``StaticPool``),
-    so the database lives as long as the engine.
+    so the database lives as long as the engine. A caller's in-memory engine must be made the
+    same way: SQLAlchemy's default for it, ``SingletonThreadPool``, gives each thread a
+    database of its own, and is refused.
     """
 
     name = "sqlite"
     driver = "pysqlite"
     url_example = "sqlite:///path/to/checkpoints.db"
     begin_sql = "BEGIN IMMEDIATE"
-    single_write_in_transaction = True
+    autocommit = ("isolation_level", None)
 
     def insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)
@@ -161,7 +191,18 @@ class SQLiteDialect(Dialect):
                 **arguments.get("connect_args", {}),
             }
         pragmas = [f"busy_timeout={busy_timeout}", f"synchronous={synchronous}"]
-        return url, arguments, _sqlite_connect_hook(url.database, pragmas, wal=not memory)
+        hook = _sqlite_connect_hook(url.database, pragmas, wal=not memory, wait_ms=busy_timeout)
+        return url, arguments, hook
+
+    def write_queue_path(self, url: sa.URL) -> str | None:
+        # A file's writers queue on "<file>-lock" (see driver.WriteQueue); an in-memory
+        # database has one connection, and a file: URI is left alone.
+        database = url.database or ""
+        if sys.platform == "win32" or _is_memory(url):
+            return None
+        if database.startswith("file:") or url.query.get("uri"):
+            return None
+        return os.path.abspath(database) + "-lock"
 
     def bind_processor(
         self, type_: sa.types.TypeEngine[Any], dialect: sa.Dialect
@@ -171,6 +212,23 @@ class SQLiteDialect(Dialect):
         if isinstance(type_, UTCDateTime):
             return _sqlite_utc_text
         return super().bind_processor(type_, dialect)
+
+    def check_engine(self, engine: sa.Engine) -> None:
+        if isinstance(engine.pool, SingletonThreadPool) and _is_memory(engine.url):
+            raise ValueError(
+                "this in-memory SQLite engine uses SingletonThreadPool (SQLAlchemy's default for "
+                "sqlite://), which gives each thread its own connection and so its own empty "
+                "database; create it with sqlalchemy.create_engine('sqlite://', "
+                "poolclass=StaticPool, connect_args={'check_same_thread': False}), or pass the "
+                "URL 'sqlite://' and let SQLPersister create it"
+            )
+
+    def take_migration_lock(self, connection: sa.Connection) -> None:
+        # The write lock. sqlite3 begins lazily, at the first data-changing statement, so a
+        # SQLAlchemy transaction has begun nothing yet; unless the engine has a "begin" hook
+        # of its own that has already issued BEGIN IMMEDIATE.
+        if not getattr(connection.connection.driver_connection, "in_transaction", False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     def classify(self, error: BaseException) -> Failure:
         message = str(error)
@@ -195,15 +253,21 @@ class PostgreSQLDialect(Dialect):
     An engine SQLPersister creates is pooled with ``pool_pre_ping``, so that after a server
     restart the next call gets a live connection. New connections get ``connect_timeout=10``
     (seconds) and ``application_name=streamcheckpoint`` unless the URL or ``connect_args``
-    say otherwise. One-statement writes run in autocommit (a transaction costs a round trip);
+    say otherwise, and their session time zone is UTC whatever the server's, the role's or
+    the URL's ``options`` say: psycopg converts ``timestamptz`` to the session's zone, where
+    ``9999-12-31T23:00Z`` is past year 9999 in Tokyo and ``0001-01-01T01:00Z`` before year 1
+    in New York. (A caller's own engine is used as it is: give it a UTC session for such
+    dates.) One-statement writes run in autocommit (a transaction costs a round trip);
     ``write_many`` runs in one transaction.
     """
 
     name = "postgresql"
     driver = "psycopg"
     url_example = "postgresql+psycopg://user:password@host:5432/dbname"
+    # SQLAlchemy picks psycopg2 for the first and refuses the second.
+    bare_names = ("postgresql", "postgres")
     begin_sql = "BEGIN"
-    single_write_in_transaction = False
+    autocommit = ("autocommit", True)
     statement_options: ClassVar[Mapping[str, Any]] = {"isolation_level": "AUTOCOMMIT"}
 
     def insert(self, table: sa.Table) -> Any:
@@ -223,13 +287,15 @@ class PostgreSQLDialect(Dialect):
             if name not in url.query
         }
         arguments["connect_args"] = {**defaults, **arguments.get("connect_args", {})}
-        return url, arguments, None
+        return url, arguments, _pg_utc_session
 
-    def prepare_writer(self, connection: DBAPIConnection) -> None:
-        connection.autocommit = True
+    def compile_dialect(self, dialect: sa.Dialect) -> sa.Dialect:
+        # Positional parameters (%s): the driver gets tuples, not a dict per row to reorder.
+        positional: sa.Dialect = type(dialect)(paramstyle="format")  # type: ignore[call-arg]
+        return positional
 
-    def release_writer(self, connection: DBAPIConnection) -> None:
-        connection.autocommit = False
+    def take_migration_lock(self, connection: sa.Connection) -> None:
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_MIGRATION_LOCK_KEY)))
 
     def classify(self, error: BaseException) -> Failure:
         import psycopg
@@ -273,14 +339,19 @@ def dialect_for_engine(engine: sa.Engine) -> Dialect:
         if name == dialect.name and driver == dialect.driver:
             return dialect
     raise ValueError(
-        f"SQLPersister can't use an engine for {name}+{driver}; supported: {_SUPPORTED_TEXT}"
+        f"streamcheckpoint can't use an engine for {name}+{driver}; supported: {_SUPPORTED_TEXT}"
     )
+
+
+_SQLITE_TEXT_LENGTH = len("2026-01-01 00:00:00.000000")
 
 
 def _sqlite_utc_text(value: datetime | None) -> str | None:
     """``value`` as SQLite stores a :class:`UTCDateTime`: UTC text, six fraction digits."""
     if value is None:
         return None
+    if value.tzinfo is timezone.utc:  # every Checkpoint's enqueue_time: one C call
+        return value.isoformat(" ", "microseconds")[:_SQLITE_TEXT_LENGTH]
     if value.utcoffset() is None:
         raise ValueError(f"refusing to store the naive datetime {value.isoformat()}")
     utc = value.astimezone(timezone.utc).replace(tzinfo=None)
@@ -304,8 +375,13 @@ def _sqlite_settings(query: dict[str, str | tuple[str, ...]]) -> tuple[str, int]
     return synchronous, int(busy_timeout)
 
 
-def _sqlite_connect_hook(database: str | None, pragmas: list[str], *, wal: bool) -> ConnectHook:
-    """Set up each new connection: ``pragmas`` in order (the busy timeout first), then WAL."""
+def _sqlite_connect_hook(
+    database: str | None, pragmas: list[str], *, wal: bool, wait_ms: int
+) -> ConnectHook:
+    """Set up each new connection: ``pragmas`` in order (the busy timeout first), then WAL.
+
+    Switching to WAL waits up to ``wait_ms`` for other connections' locks.
+    """
 
     def on_connect(connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         cursor = connection.cursor()
@@ -313,7 +389,7 @@ def _sqlite_connect_hook(database: str | None, pragmas: list[str], *, wal: bool)
             for pragma in pragmas:
                 cursor.execute(f"PRAGMA {pragma}")
             if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _execute_while_busy(cursor, "PRAGMA journal_mode=WAL", wait_ms)
                 row = cursor.fetchone()
                 mode = row[0] if row else None
                 if str(mode).lower() != "wal":
@@ -326,6 +402,43 @@ def _sqlite_connect_hook(database: str | None, pragmas: list[str], *, wal: bool)
         connection.isolation_level = "IMMEDIATE"
 
     return on_connect
+
+
+def _execute_while_busy(cursor: DBAPICursor, sql: str, wait_ms: int) -> None:
+    """Run ``sql``, again and again while SQLite says "database is locked", for ``wait_ms``.
+
+    For a statement that reads and then writes, like switching the journal mode, SQLite does
+    not call the busy handler when another connection holds the write lock in the old journal
+    mode (waiting could deadlock): it fails at once, whatever ``busy_timeout`` says. Many
+    processes opening a new database at once, or one that a non-WAL writer is migrating, meet
+    that; the statement must simply be run again once the writer is done.
+    """
+    deadline = time.monotonic() + wait_ms / 1000
+    pause = 0.001
+    while True:
+        try:
+            cursor.execute(sql)
+            return
+        except sqlite3.OperationalError as exc:
+            if not str(exc).startswith("database is locked") or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
+
+
+def _pg_utc_session(connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    """Make a new PostgreSQL session's time zone UTC.
+
+    A ``SET`` after connecting wins over any ``TimeZone`` in the libpq ``options`` (URL or
+    ``connect_args``) and leaves their other settings alone.
+    """
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    finally:
+        cursor.close()
+    # Outside autocommit the SET opened a transaction, whose rollback would undo it.
+    connection.commit()
 
 
 def _pop_query(query: dict[str, str | tuple[str, ...]], name: str, default: str) -> str:

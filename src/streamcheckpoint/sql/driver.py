@@ -1,17 +1,22 @@
-"""Running the write statements on the driver's own connection: the hot path.
+"""Running statements on the driver's own connection: the hot path of writes and reads.
 
-SQLAlchemy compiles each write statement once per persister (:class:`CompiledStatement`); a
-write is then one ``cursor.execute`` on a pooled driver connection that the persister keeps
-checked out between calls (:class:`Writer`). Going through ``Connection.execute`` instead costs
-more than the database does for a durable SQLite write (see ``benchmarks/sql_ratios.py``).
+SQLAlchemy compiles each statement once per persister (:class:`CompiledStatement`); a write or a
+read is then one ``cursor.execute`` on a pooled driver connection that the persister keeps
+checked out between calls (:class:`Writer`), in the driver's autocommit mode, with its cursor.
+Going through ``Connection.execute`` instead costs more than the database does for a durable
+SQLite write, and on PostgreSQL a pool checkout adds a round trip (the pre-ping); see
+``python -m benchmarks``.
 
 Bound values go through the type processors SQLAlchemy would apply (so ``UTCDateTime`` stores
-UTC on every database), looked up once per statement through :meth:`.Dialect.bind_processor`.
+UTC on every database), looked up once per statement through :meth:`.Dialect.bind_processor`;
+result values through the column types' result processors, the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
@@ -21,11 +26,18 @@ from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from ..errors import PersistError
 from .dialects import Dialect
 
-__all__ = ["CompiledStatement", "Writer"]
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["CompiledStatement", "WriteQueue", "Writer"]
 
 _T = TypeVar("_T")
+
+Work = Callable[[DBAPIConnection, DBAPICursor], _T]
+"""Something run on a driver connection and a cursor of it."""
 
 
 class CompiledStatement:
@@ -33,7 +45,8 @@ class CompiledStatement:
 
     ``names`` are the statement's bound parameters in the order :meth:`parameters` receives
     their values; every bound parameter of the statement must be among them. ``engine`` is the
-    engine the statement will run on, ``dialect`` its :class:`~.dialects.Dialect`.
+    engine the statement will run on, ``dialect`` its :class:`~.dialects.Dialect`. A ``SELECT``
+    also gets the result processors of its columns (:meth:`convert_rows`).
     """
 
     def __init__(
@@ -45,10 +58,11 @@ class CompiledStatement:
         schema: str | None,
     ) -> None:
         translate = {None: schema} if schema is not None else None
+        sa_dialect = dialect.compile_dialect(engine.dialect)
         compiled = cast(
             SQLCompiler,
             statement.compile(
-                dialect=engine.dialect,
+                dialect=sa_dialect,
                 schema_translate_map=translate,
                 render_schema_translate=translate is not None,
             ),
@@ -70,6 +84,7 @@ class CompiledStatement:
             order = tuple(self._names.index(name) for name in positions)
             self._order = None if order == tuple(range(len(names))) else order
         self._positional = positions is not None
+        self._results = _result_processors(statement, engine.dialect)
 
     def parameters(self, values: Sequence[Any]) -> Sequence[Any] | dict[str, Any]:
         """The driver's parameters for ``values`` (given in ``names`` order)."""
@@ -82,42 +97,151 @@ class CompiledStatement:
             return [converted[i] for i in self._order]
         return converted
 
+    def parameter_rows(self, rows: Iterable[Sequence[Any]]) -> list[Any]:
+        """:meth:`parameters` of every row, for ``executemany``."""
+        if self._positional and self._order is None and len(self._converters) == 1:
+            # The common case (every write on both databases), without a call per row.
+            index, convert = self._converters[0]
+            after = index + 1
+            return [(*row[:index], convert(row[index]), *row[after:]) for row in rows]
+        return [self.parameters(row) for row in rows]
+
+    def convert_rows(self, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+        """Apply the columns' result processors to fetched rows.
+
+        A stored value a processor can't convert raises its ``ValueError``/``TypeError``.
+        """
+        if not self._results:
+            return list(rows)
+        converted: list[Sequence[Any]] = []
+        for row in rows:
+            values = list(row)
+            for index, convert in self._results:
+                values[index] = convert(values[index])
+            converted.append(values)
+        return converted
+
+
+def _result_processors(
+    statement: sa.ClauseElement, dialect: sa.Dialect
+) -> list[tuple[int, Callable[[Any], Any]]]:
+    """``(column index, processor)`` for the columns of a query whose values need converting."""
+    processors: list[tuple[int, Callable[[Any], Any]]] = []
+    columns: Sequence[sa.ColumnElement[Any]] = getattr(statement, "selected_columns", ())
+    for index, column in enumerate(columns):
+        processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        if processor is not None:
+            processors.append((index, processor))
+    return processors
+
+
+class WriteQueue:
+    """Makes the writers of one SQLite file take turns instead of polling for the lock.
+
+    SQLite's busy handler lets a waiting writer sleep (1, 2, 5, 10, ... 100 ms) and try again,
+    so the lock often sits free while everyone sleeps and a writer can lose race after race for
+    a second or more. Writers holding this queue's lock file (``flock``, exclusive) around their
+    write transactions wait in the kernel instead and are woken the moment it is released.
+
+    The database's own locking still decides everything about correctness: a writer that
+    doesn't use the queue (another program, a migration) meets SQLite's busy handler as before,
+    and if the lock file can't be opened or locked (a read-only directory, a file system
+    without ``flock``), writes go on without the queue.
+
+    ``flock`` belongs to an open file, not to a thread, so a thread lock comes first.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._usable = True
+        self._locked = False
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Wait for our turn: threads of this process first, then other processes."""
+        self._lock.acquire()
+        if not self._usable:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._locked = True
+        except OSError:
+            self._usable = False  # SQLite's own locking is enough to be correct
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def release(self) -> None:
+        """Let the next writer go."""
+        try:
+            if self._locked and self._fd is not None:
+                self._locked = False
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except OSError:  # closing the file releases the lock too
+            self._usable = False
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Close the lock file; it stays, for the other processes that use it."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
 
 class Writer:
-    """Runs idempotent write statements on a driver connection kept between calls.
+    """Runs statements on a driver connection kept between calls, in autocommit mode.
 
-    The kept connection saves a pool checkout (and PostgreSQL's pre-ping round trip) per write.
-    A thread that finds it in use by another thread gets a connection of its own from the pool
+    The kept connection saves a pool checkout (and PostgreSQL's pre-ping round trip) per call,
+    and its cursor is kept with it. It is detached from the engine's pool (one connection more
+    than the pool's size), so the pool's connections all stay available to everything else.
+    Single statements autocommit; :meth:`execute_many` runs its own transaction. A thread that
+    finds the connection in use by another thread gets a connection of its own from the pool
     for that call. If the kept connection turns out to be dead (the server restarted, the
     backend was terminated), it is discarded and the call runs once more on a new connection:
-    the statements are upserts, so running one twice leaves the same state.
+    writes are upserts and reads are reads, so running one twice leaves the same state.
 
-    ``shared_lock`` is the lock of an engine with only one connection: the writer then waits
-    for it instead of taking a second connection.
+    ``shared_lock`` is the lock of an engine with only one connection (in-memory SQLite): the
+    writer then waits for it instead of taking a second connection, and leaves the connection's
+    transaction mode alone (others use it too), running each write in its own transaction.
     """
 
     def __init__(
-        self, engine: sa.Engine, dialect: Dialect, shared_lock: threading.RLock | None = None
+        self,
+        engine: sa.Engine,
+        dialect: Dialect,
+        shared_lock: threading.RLock | None = None,
+        queue: WriteQueue | None = None,
     ) -> None:
         self._engine = engine
+        self._queue = queue
         self._dialect = dialect
         self.driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         """The driver's base exception class."""
         self._lock: threading.Lock | threading.RLock = shared_lock or threading.Lock()
-        self._wait_for_lock = shared_lock is not None
+        self._shared = shared_lock is not None
         self._kept: PoolProxiedConnection | None = None
+        self._cursor: DBAPICursor | None = None
+        self._closed = False  # set under _lock: a call that was already on its way fails
 
     def execute(self, statement: CompiledStatement, values: Sequence[Any]) -> int:
         """Run ``statement`` once, committed; return its row count."""
         parameters = statement.parameters(values)
 
-        def run(cursor: DBAPICursor) -> int:
+        def run(connection: DBAPIConnection, cursor: DBAPICursor) -> int:
             cursor.execute(statement.sql, parameters)
             return int(cursor.rowcount)
 
-        if self._dialect.single_write_in_transaction:
-            return self._run(lambda connection: self._transaction(connection, run, _always))
-        return self._run(lambda connection: _with_cursor(connection, run))
+        if self._shared:
+            return self._run(lambda c, cursor: self._transaction(c, cursor, run, _always))
+        return self._write(run)
 
     def execute_many(
         self,
@@ -130,99 +254,173 @@ class Writer:
 
         The transaction commits only if ``commit_if(row_count)`` is true, else rolls back.
         """
-        parameters = [statement.parameters(values) for values in rows]
+        parameters = statement.parameter_rows(rows)
 
-        def run(cursor: DBAPICursor) -> int:
+        def run(connection: DBAPIConnection, cursor: DBAPICursor) -> int:
             cursor.executemany(statement.sql, cast(Any, parameters))
             return int(cursor.rowcount)
 
-        return self._run(lambda connection: self._transaction(connection, run, commit_if))
+        return self._write(lambda c, cursor: self._transaction(c, cursor, run, commit_if))
+
+    def fetch(self, statement: CompiledStatement, values: Sequence[Any]) -> list[Sequence[Any]]:
+        """Run the query ``statement``; return every row, unconverted (see ``convert_rows``).
+
+        Every row is fetched, so that no statement is left open between calls (an unfinished
+        SQLite query would keep a read snapshot that the next write on this connection could
+        not upgrade).
+        """
+        parameters = statement.parameters(values)
+
+        def run(connection: DBAPIConnection, cursor: DBAPICursor) -> list[Sequence[Any]]:
+            cursor.execute(statement.sql, parameters)
+            return list(cursor.fetchall())
+
+        return self._run(run)
 
     def _transaction(
         self,
         connection: DBAPIConnection,
-        run: Callable[[DBAPICursor], int],
+        cursor: DBAPICursor,
+        run: Work[int],
         commit_if: Callable[[int], bool],
     ) -> int:
-        def in_transaction(cursor: DBAPICursor) -> int:
-            cursor.execute(self._dialect.begin_sql)
-            try:
-                count = run(cursor)
-                if commit_if(count):
-                    connection.commit()
-                else:
-                    connection.rollback()
-            except BaseException:
-                _rollback_quietly(connection)
-                raise
-            return count
-
-        return _with_cursor(connection, in_transaction)
+        cursor.execute(self._dialect.begin_sql)
+        try:
+            count = run(connection, cursor)
+            if commit_if(count):
+                connection.commit()
+            else:
+                connection.rollback()
+        except BaseException:
+            _rollback_quietly(connection)
+            raise
+        return count
 
     def close(self) -> None:
-        """Give the kept connection back to the pool."""
+        """Close the kept connection (give it back, on a one-connection engine)."""
         with self._lock:
+            self._closed = True
             kept, self._kept = self._kept, None
-        if kept is not None:
-            self._check_in(kept)
+            cursor, self._cursor = self._cursor, None
+        if self._queue is not None:
+            self._queue.close()
+        if kept is None:
+            return
+        if self._shared:
+            self._check_in(kept, cursor, None)
+            return
+        with contextlib.suppress(self.driver_error):
+            if cursor is not None:
+                cursor.close()
+        kept.close()  # detached from the pool: this closes the driver connection
 
     # -- connections ---------------------------------------------------------------------
 
-    def _run(self, work: Callable[[DBAPIConnection], _T]) -> _T:
-        if not self._lock.acquire(blocking=self._wait_for_lock):
+    def _write(self, work: Work[_T]) -> _T:
+        """Run ``work`` in turn with the other writers of the queue, if there is one."""
+        queue = self._queue
+        if queue is None:
+            return self._run(work)
+        self._check_open()  # before the queue opens its lock file again
+        queue.acquire()
+        try:
+            return self._run(work)
+        finally:
+            queue.release()
+
+    def _run(self, work: Work[_T]) -> _T:
+        if not self._lock.acquire(blocking=self._shared):
             return self._run_alone(work)
         try:
-            kept = self._kept
-            if kept is not None:
+            self._check_open()
+            kept, cursor = self._kept, self._cursor
+            if kept is not None and cursor is not None:
                 try:
-                    return work(_driver(kept))
+                    return work(_driver(kept), cursor)
                 except self.driver_error as exc:
                     if not self._lost(kept, exc):
                         raise
-                    self._kept = None
+                    self._kept = self._cursor = None
                 # It died between calls (or during this one): run once more, on a new one.
-            self._kept = kept = self._check_out()
+            kept = self._keep()
+            cursor = self._cursor = _driver(kept).cursor()
+            self._kept = kept
             try:
-                return work(_driver(kept))
+                return work(_driver(kept), cursor)
             except self.driver_error as exc:
                 if self._lost(kept, exc):
-                    self._kept = None
+                    self._kept = self._cursor = None
                 raise
         finally:
             self._lock.release()
 
-    def _run_alone(self, work: Callable[[DBAPIConnection], _T]) -> _T:
-        connection = self._check_out()
+    def _keep(self) -> PoolProxiedConnection:
+        """A connection to keep: detached from the pool, so it doesn't hold a pool slot.
+
+        With the kept connection out of the pool's accounting, an engine with a pool of one
+        still serves everything else (``list``, ``delete``, other threads, migrations).
+        """
+        if self._shared:
+            return self._engine.raw_connection()  # the one connection everybody uses
+        connection, _ = self._check_out()
+        connection.detach()
+        return connection
+
+    def _run_alone(self, work: Work[_T]) -> _T:
+        self._check_open()
+        connection, restore = self._check_out()
+        cursor = None
         try:
-            return work(_driver(connection))
+            self._check_open()  # close() may have run meanwhile: give the connection back
+            cursor = _driver(connection).cursor()
+            return work(_driver(connection), cursor)
         except self.driver_error as exc:
             self._lost(connection, exc)
             raise
         finally:
-            self._check_in(connection)
+            self._check_in(connection, cursor, restore)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PersistError("the persister is closed; open a new one")
 
     def _lost(self, connection: PoolProxiedConnection, error: Exception) -> bool:
-        """Whether ``error`` means the connection is gone; if so, drop it from the pool."""
+        """Whether ``error`` means the connection is gone; if so, discard it."""
         dbapi_error = cast(Any, error)
-        if not self._engine.dialect.is_disconnect(dbapi_error, connection.dbapi_connection, None):
+        driver = connection.dbapi_connection
+        if not self._engine.dialect.is_disconnect(dbapi_error, driver, None):
             return False
         connection.invalidate(error)
+        if driver is not None:  # a detached connection is not closed by invalidate()
+            with contextlib.suppress(Exception):
+                driver.close()
         return True
 
-    def _check_out(self) -> PoolProxiedConnection:
+    def _check_out(self) -> tuple[PoolProxiedConnection, Any]:
+        """A pooled connection switched to autocommit, and the setting to restore."""
         connection = self._engine.raw_connection()
+        if self._shared:
+            return connection, None
+        attribute, value = self._dialect.autocommit
         try:
-            self._dialect.prepare_writer(_driver(connection))
+            driver = _driver(connection)
+            restore = getattr(driver, attribute)
+            setattr(driver, attribute, value)
         except BaseException:
             connection.invalidate()
             raise
-        return connection
+        return connection, restore
 
-    def _check_in(self, connection: PoolProxiedConnection) -> None:
+    def _check_in(
+        self, connection: PoolProxiedConnection, cursor: DBAPICursor | None, restore: Any
+    ) -> None:
         if not connection.is_valid:  # invalidated: already gone from the pool
             return
         try:
-            self._dialect.release_writer(_driver(connection))
+            if cursor is not None:
+                cursor.close()
+            if not self._shared:
+                setattr(_driver(connection), self._dialect.autocommit[0], restore)
         except self.driver_error as exc:
             connection.invalidate(exc)
             return
@@ -231,14 +429,6 @@ class Writer:
 
 def _always(count: int) -> bool:
     return True
-
-
-def _with_cursor(connection: DBAPIConnection, run: Callable[[DBAPICursor], int]) -> int:
-    cursor = connection.cursor()
-    try:
-        return run(cursor)
-    finally:
-        cursor.close()
 
 
 def _driver(connection: PoolProxiedConnection) -> DBAPIConnection:

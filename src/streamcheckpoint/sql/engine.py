@@ -16,40 +16,38 @@ from sqlalchemy.pool import StaticPool
 
 from ..errors import PersistError
 from ..urls import bad_url_message, mask_url
-from .dialects import Dialect, dialect_for_engine, dialect_for_url
+from .dialects import DIALECTS, Dialect, dialect_for_engine, dialect_for_url
 
-__all__ = ["open_engine", "parse_url", "shared_connection_lock"]
+__all__ = ["UrlOrEngine", "open_engine", "parse_url", "resolve_url", "shared_connection_lock"]
 
-# Bare scheme names people use for PostgreSQL; SQLAlchemy would pick psycopg2 for the first and
-# refuses the second. Both mean psycopg 3 here.
-_POSTGRESQL_ALIASES = ("postgresql", "postgres")
+UrlOrEngine = str | sa.URL | sa.Engine
+"""What SQLPersister and the migration functions accept as ``url_or_engine``."""
 
 
 def parse_url(url: str | sa.URL) -> sa.URL:
-    """Parse ``url``; ``ValueError`` naming the (masked) URL and the supported forms if bad."""
+    """Parse ``url``; ``ValueError`` naming the (masked) URL and the supported forms if bad.
+
+    A bare scheme name that means one of our databases with its driver (``postgresql://``,
+    ``postgres://``: see :attr:`.Dialect.bare_names`) gets that driver spelled out.
+    """
     try:
         parsed = sa.make_url(url)
     except (sa.exc.ArgumentError, ValueError) as exc:
-        raise ValueError(bad_url_message(str(url), f"it is not a URL ({exc})")) from exc
-    if parsed.drivername in _POSTGRESQL_ALIASES:
-        parsed = parsed.set(drivername="postgresql+psycopg")
+        raise ValueError(bad_url_message(url, f"it is not a URL ({exc})")) from exc
+    for dialect in DIALECTS:
+        if parsed.drivername in dialect.bare_names:
+            return parsed.set(drivername=f"{dialect.name}+{dialect.driver}")
     return parsed
 
 
-def open_engine(
-    url_or_engine: str | sa.URL | sa.Engine, engine_options: dict[str, Any]
-) -> tuple[sa.Engine, Dialect, bool]:
-    """Return ``(engine, dialect, created)`` for what SQLPersister was given.
+def resolve_url(url_or_engine: UrlOrEngine) -> tuple[sa.URL, Dialect]:
+    """The URL and :class:`~.dialects.Dialect` of ``url_or_engine``; creates nothing.
 
-    ``created`` says whether the engine was made here (and must be disposed of by its user).
+    Raises ``TypeError`` for anything but a URL or an engine and ``ValueError`` for a bad URL
+    or a database that isn't supported, naming the URL with its password masked.
     """
     if isinstance(url_or_engine, sa.Engine):
-        if engine_options:
-            raise TypeError(
-                f"engine options ({', '.join(sorted(engine_options))}) only apply when "
-                "SQLPersister creates the engine from a URL; configure your engine instead"
-            )
-        return url_or_engine, dialect_for_engine(url_or_engine), False
+        return url_or_engine.url, dialect_for_engine(url_or_engine)
     if not isinstance(url_or_engine, (str, sa.URL)):
         raise TypeError(
             "url_or_engine must be a URL (str or sqlalchemy.URL) or a sqlalchemy.Engine, not "
@@ -59,17 +57,36 @@ def open_engine(
     try:
         dialect = dialect_for_url(url)
     except ValueError as exc:
-        raise ValueError(bad_url_message(str(url_or_engine), str(exc))) from exc
+        raise ValueError(bad_url_message(url_or_engine, str(exc))) from exc
+    return url, dialect
+
+
+def open_engine(
+    url_or_engine: UrlOrEngine, engine_options: dict[str, Any]
+) -> tuple[sa.Engine, Dialect, bool]:
+    """Return ``(engine, dialect, created)`` for what SQLPersister was given.
+
+    ``created`` says whether the engine was made here (and must be disposed of by its user).
+    The migration functions build their engines here too, so they accept the same URLs.
+    """
+    if isinstance(url_or_engine, sa.Engine) and engine_options:
+        raise TypeError(
+            f"engine options ({', '.join(sorted(engine_options))}) only apply when "
+            "SQLPersister creates the engine from a URL; configure your engine instead"
+        )
+    url, dialect = resolve_url(url_or_engine)
+    if isinstance(url_or_engine, sa.Engine):
+        return url_or_engine, dialect, False
     url, arguments, on_connect = dialect.configure(url, engine_options)
     try:
         engine = sa.create_engine(url, **arguments)
     except ImportError as exc:
         raise PersistError(
-            f"can't open {mask_url(str(url_or_engine))}: the {dialect.driver} driver is not "
+            f"can't open {mask_url(url_or_engine)}: the {dialect.driver} driver is not "
             f"installed ({exc}); install it, e.g. pip install 'streamcheckpoint[postgres]'"
         ) from exc
     except sa.exc.ArgumentError as exc:
-        raise ValueError(f"can't open {mask_url(str(url_or_engine))}: {exc}") from exc
+        raise ValueError(f"can't open {mask_url(url_or_engine)}: {exc}") from exc
     if on_connect is not None:
         sa.event.listen(engine, "connect", on_connect)
     return engine, dialect, True

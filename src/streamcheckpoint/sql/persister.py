@@ -12,10 +12,12 @@ from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from ..errors import PersistConnectionError, PersistError, SchemaError
 from ..migrations import ensure_schema, upgrade_commands
 from ..persister import BasePersister, check_monotonic
+from ..urls import mask_url
 from .dialects import Failure
-from .driver import CompiledStatement, Writer
+from .driver import CompiledStatement, WriteQueue, Writer
 from .engine import open_engine, shared_connection_lock
 from .statements import (
+    KEY_PARAMS,
     WRITE_PARAMS,
     checkpoint_from_row,
     corrupt_row_error,
@@ -36,13 +38,15 @@ class SQLPersister(BasePersister):
     """Checkpoints in the ``checkpoints`` table of a SQLite or PostgreSQL database.
 
     ``url_or_engine`` is a URL (``sqlite:///path.db``, ``sqlite://`` for in memory,
-    ``postgresql+psycopg://user:password@host/db``; ``postgresql://`` means psycopg too) or an
-    existing :class:`sqlalchemy.Engine`, used as it is and left open by :meth:`close`. An engine
-    created from a URL gets ``engine_options`` (passed to :func:`sqlalchemy.create_engine`) and
-    the settings documented in :mod:`streamcheckpoint.sql.dialects`: for SQLite WAL,
+    ``postgresql+psycopg://user:password@host/db``; ``postgresql://`` and ``postgres://`` mean
+    psycopg too) or an existing :class:`sqlalchemy.Engine`, used as it is and left open by
+    :meth:`close` (an in-memory SQLite engine must be one whose connection all threads share:
+    ``poolclass=StaticPool, connect_args={"check_same_thread": False}``). An engine created
+    from a URL gets ``engine_options`` (passed to :func:`sqlalchemy.create_engine`) and the
+    settings documented in :mod:`streamcheckpoint.sql.dialects`: for SQLite WAL,
     ``synchronous=FULL`` (``?synchronous=NORMAL`` trades durability for speed),
     ``busy_timeout=5000`` and write transactions that take the write lock first; for PostgreSQL
-    a pool with ``pool_pre_ping``. The engine in use is :attr:`engine`.
+    a pool with ``pool_pre_ping`` and UTC sessions. The engine in use is :attr:`engine`.
 
     ``schema`` puts the table in that PostgreSQL schema (it must exist; not supported on
     SQLite). The schema belongs to the Alembic migrations shipped with the package: with
@@ -79,6 +83,7 @@ class SQLPersister(BasePersister):
         if not isinstance(migrate, bool):
             raise TypeError(f"migrate must be a bool, not {type(migrate).__name__}")
         engine, dialect, created = open_engine(url_or_engine, engine_options)
+        dialect.check_engine(engine)
         try:
             ensure_schema(engine, schema=schema, migrate=migrate)
         except BaseException:
@@ -89,7 +94,7 @@ class SQLPersister(BasePersister):
         """The engine this persister uses."""
         self.schema = schema
         self._owns_engine = created
-        self._where = engine.url.render_as_string(hide_password=True)
+        self._where = mask_url(engine.url)
         if schema is not None:
             self._where += f" (schema {schema!r})"
         self._statements = statements_for(dialect)
@@ -99,8 +104,13 @@ class SQLPersister(BasePersister):
         self._executor = engine.execution_options(**options)
         upsert = self._statements.upsert_monotonic if monotonic else self._statements.upsert
         self._upsert = CompiledStatement(upsert, WRITE_PARAMS, engine, dialect, schema)
+        self._select = CompiledStatement(
+            self._statements.select_checkpoint, KEY_PARAMS, engine, dialect, schema
+        )
         self._shared_lock = shared_connection_lock(engine)
-        self._writer = Writer(engine, dialect, self._shared_lock)
+        queue_path = dialect.write_queue_path(engine.url)
+        queue = None if queue_path is None else WriteQueue(queue_path)
+        self._writer = Writer(engine, dialect, self._shared_lock, queue)
         self._errors = (sa.exc.SQLAlchemyError, self._writer.driver_error)
         self._classify = dialect.classify
 
@@ -149,13 +159,21 @@ class SQLPersister(BasePersister):
 
         Returns if none is (the refusing row was deleted or lowered since): the caller retries.
         """
-        with self._failures("read", None), self._executor.connect() as connection:
-            for key, checkpoint in pairs:
-                check_monotonic(key, self._fetch_checkpoint(connection, key), checkpoint)
+        for key, checkpoint in pairs:
+            check_monotonic(key, self._read(key), checkpoint)
 
     def _read(self, key: PartitionKey) -> Checkpoint | None:
-        with self._failures("read", key), self._executor.connect() as connection:
-            return self._fetch_checkpoint(connection, key)
+        try:
+            rows = self._writer.fetch(self._select, key)
+        except self._errors as exc:
+            raise self._translate(exc, "read", key) from exc
+        if not rows:
+            return None
+        try:
+            row = self._select.convert_rows(rows)[0]
+        except (TypeError, ValueError) as exc:  # a stored value the types can't convert
+            raise corrupt_row_error(key, self._where, exc) from exc
+        return checkpoint_from_row(row, key, self._where)
 
     def _list(self, prefix: tuple[str, ...]) -> list[CheckpointRecord]:
         statement = self._statements.select_records[len(prefix)]
@@ -195,13 +213,6 @@ class SQLPersister(BasePersister):
             return lambda count: True
         return lambda count: count == expected
 
-    def _fetch_checkpoint(self, connection: sa.Connection, key: PartitionKey) -> Checkpoint | None:
-        try:
-            row = connection.execute(self._statements.select_checkpoint, key_params(key)).first()
-        except (TypeError, ValueError) as exc:  # a stored value the types can't convert
-            raise corrupt_row_error(key, self._where, exc) from exc
-        return None if row is None else checkpoint_from_row(row, key, self._where)
-
     def _find_corrupt_row(self, connection: sa.Connection, prefix: tuple[str, ...]) -> None:
         """Raise the CorruptCheckpointError naming the first unreadable row under ``prefix``."""
         keys = connection.execute(self._statements.select_keys[len(prefix)], key_params(prefix))
@@ -226,9 +237,7 @@ class SQLPersister(BasePersister):
         """The PersistError for ``error``: what failed, on which key and database, what to do."""
         original, failure = self._diagnose(error)
         detail = str(original).strip().splitlines()[0] if str(original).strip() else ""
-        password = self.engine.url.password
-        if password:
-            detail = detail.replace(str(password), "***")
+        detail = mask_url(detail)  # in case the driver echoes a URL
         subject = f" for {key.describe()}" if key is not None else ""
         message = f"{action}{subject} failed on {self._where}: {type(original).__name__}"
         message += f": {detail}" if detail else ""
