@@ -267,17 +267,13 @@ class PartitionKey(NamedTuple):
         )
 
 
-def make_key(
+def is_plain_key(
     namespace: object, name: object, consumer_group: object, partition_id: object
-) -> PartitionKey:
-    """Validate the four key components and return them as a :class:`PartitionKey`.
+) -> bool:
+    """Whether the components are valid the common way: ASCII ``str`` of 1 to 256 characters.
 
-    Each must be a non-empty ``str`` without NUL of at most :data:`MAX_KEY_LENGTH` characters;
-    a ``ValueError``/``TypeError`` names the bad component.
+    A fast check only: ``False`` means "check fully", not "invalid".
     """
-    values = (namespace, name, consumer_group, partition_id)
-    # Fast path for the common case (short ASCII strings); anything else takes the full checks,
-    # which also build the error message.
     if (
         type(namespace) is str
         and type(name) is str
@@ -289,8 +285,21 @@ def make_key(
         and 0 < len(partition_id) <= MAX_KEY_LENGTH
     ):
         joined = namespace + name + consumer_group + partition_id
-        if joined.isascii() and "\x00" not in joined:
-            return PartitionKey(namespace, name, consumer_group, partition_id)
+        return joined.isascii() and "\x00" not in joined
+    return False
+
+
+def make_key(
+    namespace: object, name: object, consumer_group: object, partition_id: object
+) -> PartitionKey:
+    """Validate the four key components and return them as a :class:`PartitionKey`.
+
+    Each must be a non-empty ``str`` without NUL of at most :data:`MAX_KEY_LENGTH` characters;
+    a ``ValueError``/``TypeError`` names the bad component.
+    """
+    values = (namespace, name, consumer_group, partition_id)
+    if is_plain_key(namespace, name, consumer_group, partition_id):
+        return PartitionKey(namespace, name, consumer_group, partition_id)  # type: ignore[arg-type]
     checked = [
         _check_text(field, value, max_length=MAX_KEY_LENGTH)
         for field, value in zip(KEY_FIELDS, values, strict=True)

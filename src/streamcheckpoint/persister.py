@@ -20,6 +20,7 @@ from .checkpoint import (
     PartitionKey,
     check_checkpoint,
     check_key_component,
+    is_plain_key,
     make_key,
     record_sort_key,
 )
@@ -69,6 +70,13 @@ def normalize_items(items: CheckpointItems) -> list[tuple[PartitionKey, Checkpoi
     Accepts a mapping or an iterable of pairs whose keys are :class:`PartitionKey` or any
     4-tuple of strings. A key given twice is refused: which one should win is ambiguous.
     """
+    if isinstance(items, Mapping):
+        # Mapping keys can't repeat: plain keys and checkpoints need no further checks.
+        given = list(items.items())
+        if all(
+            type(k) is PartitionKey and type(v) is Checkpoint and is_plain_key(*k) for k, v in given
+        ):
+            return given
     pairs: Iterable[object] = items.items() if isinstance(items, Mapping) else items
     if isinstance(pairs, (str, bytes)):
         raise TypeError("write_many needs a mapping or an iterable of (key, checkpoint) pairs")

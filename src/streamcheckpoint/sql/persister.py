@@ -65,9 +65,16 @@ class SQLPersister(BasePersister):
     masked, with the driver's error as ``__cause__``. After a lost connection (a server restart,
     a terminated backend) the next call reconnects.
 
-    Thread-safe: one connection is kept for writes; a thread that finds it busy uses another
-    from the pool. Writes run on that driver connection directly (SQL compiled once by
-    SQLAlchemy), so SQLAlchemy's cursor events on a caller's engine don't see them.
+    Thread-safe: one connection is kept for writes and reads by key, detached from the engine's
+    pool (so it is one connection more than the pool's size, and the pool stays free for
+    everything else); a thread that finds it busy uses a connection from the pool. Writes and
+    reads by key run on the driver connection directly (SQL compiled once by SQLAlchemy), so
+    SQLAlchemy's cursor events on a caller's engine don't see them.
+
+    Writers of one SQLite file take turns through a lock file next to it,
+    ``<database>-lock`` (an ``flock``; see :class:`~.driver.WriteQueue`): with several writer
+    processes no write waits the seconds that SQLite's own busy handler can make it wait. The
+    file stays when the persister closes.
     """
 
     def __init__(

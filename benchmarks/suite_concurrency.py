@@ -1,0 +1,306 @@
+"""Several writer processes on one SQLite file: throughput, lock errors, the longest wait.
+
+Each writer process owns its share of the 32 partitions (as consumers do) and writes them
+round-robin through its own durable ``SQLPersister``. The floor is one ``sqlite3`` writer doing
+as many writes alone, in this process. Three more groups of processes show where the limits
+are: SQLPersister with its write queue switched off (SQLite's busy handler alone), and raw
+``sqlite3`` processes with and without the same queue (what the machine allows any writer).
+Rounds rotate the five; each group's processes start once and wait at a barrier between rounds,
+so start-up is not measured.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import multiprocessing
+import os
+import queue
+import sqlite3
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.context import ForkServerContext, SpawnContext
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+from streamcheckpoint import Checkpoint, PartitionKey, PersistError, SQLPersister
+
+from .harness import MISSED, OK, Row, Section, Target, format_seconds
+from .workload import (
+    GROUP,
+    HUB,
+    NAMESPACE,
+    PARTITIONS,
+    SQLITE_UPSERT,
+    Context,
+    checkpoint,
+    raw_sqlite,
+    round_robin_key,
+    sqlite_time_text,
+    sqlite_url,
+)
+
+__all__ = ["run"]
+
+THROUGHPUT = Target(">=", 0.9)
+MAX_WAIT = Target("<=", 250, " ms")
+LOCK_ERRORS = Target("<=", 0, " errors")
+_TIMEOUT = 300.0
+QUEUED = "SQLPersister"
+UNQUEUED = "SQLPersister without its write queue"
+RAW_QUEUED = "raw sqlite3 + the same flock queue"
+RAW_UNQUEUED = "raw sqlite3 (busy handler only)"
+KINDS = (QUEUED, UNQUEUED, RAW_QUEUED, RAW_UNQUEUED)
+
+
+@dataclass(frozen=True)
+class WorkerRound:
+    """What one writer process reports for one round."""
+
+    start: float
+    end: float
+    waits: list[float]
+    errors: int
+
+
+class _RawWriter:
+    """``sqlite3`` with SQLPersister's pragmas, optionally queueing on a lock file like it."""
+
+    def __init__(self, path: str, queue: bool) -> None:
+        self.connection = raw_sqlite(Path(path), make_schema=False)
+        self.fd = os.open(path + "-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC) if queue else None
+
+    def write(self, *args: object) -> None:
+        *key, cp = args
+        assert isinstance(cp, Checkpoint)
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            self.connection.execute(
+                SQLITE_UPSERT,
+                (*key, cp.offset, cp.sequence_number, sqlite_time_text(cp.enqueue_time)),
+            )
+        finally:
+            if self.fd is not None:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.connection.close()
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def _open_writer(kind: str, path: str) -> SQLPersister | _RawWriter:
+    if kind in (RAW_QUEUED, RAW_UNQUEUED):
+        return _RawWriter(path, kind == RAW_QUEUED)
+    persister = SQLPersister(sqlite_url(Path(path)))
+    if kind == UNQUEUED:
+        persister._writer._queue = None  # the A/B comparison only: SQLite's busy handler alone
+    return persister
+
+
+def _worker(
+    kind: str,
+    path: str,
+    worker: int,
+    processes: int,
+    writes: int,
+    rounds: int,
+    barrier: Barrier,
+    results: multiprocessing.Queue[WorkerRound],
+) -> None:
+    partitions = [p for p in range(PARTITIONS) if p % processes == worker]
+    writer = _open_writer(kind, path)
+    try:
+        for round_number in range(rounds):
+            barrier.wait(_TIMEOUT)
+            waits: list[float] = []
+            errors = 0
+            start = time.perf_counter()
+            for j in range(writes):
+                key = PartitionKey(NAMESPACE, HUB, GROUP, str(partitions[j % len(partitions)]))
+                cp = checkpoint(round_number * writes + j)
+                began = time.perf_counter()
+                try:
+                    writer.write(*key, cp)
+                except (PersistError, sqlite3.Error):
+                    errors += 1
+                waits.append(time.perf_counter() - began)
+            results.put(WorkerRound(start, time.perf_counter(), waits, errors))
+    except threading.BrokenBarrierError:
+        pass  # the run was interrupted
+    finally:
+        writer.close()
+
+
+@dataclass
+class Group:
+    """Writer processes on one database file, started once, released round by round."""
+
+    processes: Sequence[BaseProcess]
+    barrier: Barrier
+    results: multiprocessing.Queue[WorkerRound]
+    times: list[float] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    @classmethod
+    def start(
+        cls,
+        spawn: ForkServerContext | SpawnContext,
+        kind: str,
+        path: Path,
+        count: int,
+        writes: int,
+        rounds: int,
+    ) -> Group:
+        """Start ``count`` writer processes of ``kind`` waiting for their first round."""
+        barrier = spawn.Barrier(count + 1)
+        results: multiprocessing.Queue[WorkerRound] = spawn.Queue()
+        processes = [
+            spawn.Process(
+                target=_worker,
+                args=(kind, str(path), k, count, writes, rounds, barrier, results),
+                daemon=True,
+            )
+            for k in range(count)
+        ]
+        for process in processes:
+            process.start()
+        return cls(processes, barrier, results)
+
+    def round(self, *, record: bool) -> None:
+        """Release the processes for one round and collect what they report."""
+        self.barrier.wait(_TIMEOUT)
+        reports = []
+        for _ in self.processes:
+            try:
+                reports.append(self.results.get(timeout=_TIMEOUT))
+            except queue.Empty as exc:
+                raise RuntimeError("a writer process did not report back") from exc
+        if record:
+            self.times.append(max(r.end for r in reports) - min(r.start for r in reports))
+            self.waits += [w for r in reports for w in r.waits]
+            self.errors += sum(r.errors for r in reports)
+
+    def stop(self) -> None:
+        """Wake and end the processes (they exit by themselves after the last round)."""
+        self.barrier.abort()
+        for process in self.processes:
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
+def run(ctx: Context) -> None:
+    """Rotate rounds of the queued writers, the unqueued writers and one raw writer."""
+    settings = ctx.settings
+    processes, writes = settings.writer_processes, settings.writes_per_process
+    total = processes * writes
+    section = ctx.report.section(
+        f"{processes} writer processes on one SQLite file (durable default), "
+        f"{writes} writes each per round"
+    )
+    directory = ctx.path("concurrency")
+    raw = raw_sqlite(directory / "raw.db")
+    ctx.cleanup.callback(raw.close)
+    spawn = _process_context()
+    rounds = settings.rounds + 1  # the first is a warm-up
+    groups = {}
+    for number, kind in enumerate(KINDS):
+        path = directory / f"group{number}.db"
+        raw_sqlite(path).close()
+        groups[kind] = group = Group.start(spawn, kind, path, processes, writes, rounds)
+        ctx.cleanup.callback(group.stop)
+    raw_times: list[float] = []
+
+    def raw_round(round_number: int) -> None:
+        start = time.perf_counter()
+        for j in range(total):
+            key = round_robin_key(j)
+            cp = checkpoint(round_number * total + j)
+            raw.execute(
+                SQLITE_UPSERT,
+                (*key, cp.offset, cp.sequence_number, sqlite_time_text(cp.enqueue_time)),
+            )
+        if round_number:
+            raw_times.append(time.perf_counter() - start)
+
+    for round_number in range(rounds):
+        steps: list[Callable[[int], None]] = [
+            raw_round,
+            *(lambda n, g=g: g.round(record=n > 0) for g in groups.values()),
+        ]
+        shift = round_number % len(steps)
+        for step in steps[shift:] + steps[:shift]:
+            step(round_number)
+    case = f"{total} writes per round"
+    section.rows.append(Row(case, "raw sqlite3, one writer (floor)", _rate(total, raw_times)))
+    for name, group in groups.items():
+        _report(section, case, f"{processes} x {name}", total, raw_times, group, name == QUEUED)
+    section.notes.append(
+        "the write queue: SQLPersister holds an flock on '<database>-lock' around each write "
+        "transaction, so waiting writers sleep in the kernel and wake when it is released "
+        "instead of polling with SQLite's busy handler (1, 2, 5, ... 100 ms sleeps)"
+    )
+
+
+def _process_context() -> ForkServerContext | SpawnContext:
+    """Forkserver where there is one (workers fork from a process that imported this module
+    once), else spawn; never a plain fork of this process with its open connections."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _report(
+    section: Section,
+    case: str,
+    label: str,
+    total: int,
+    raw_times: list[float],
+    group: Group,
+    checked: bool,
+) -> None:
+    """Rows for one group; ``checked`` puts the targets next to them (else informational)."""
+    ratio = statistics.median(r / o for r, o in zip(raw_times, group.times, strict=True))
+    worst = max(group.waits)
+    p99 = statistics.quantiles(group.waits, n=100)[98]
+
+    def judged(target: Target, value: float) -> dict[str, str]:
+        if not checked:
+            return {}
+        return {"target": str(target), "verdict": OK if target.met(value) else MISSED}
+
+    section.rows += [
+        Row(
+            case,
+            f"{label}: aggregate",
+            _rate(total, group.times),
+            f"{ratio:.2f}x",
+            **judged(THROUGHPUT, ratio),
+        ),
+        Row(
+            case,
+            f"{label}: longest single write",
+            format_seconds(worst),
+            **judged(MAX_WAIT, worst * 1e3),
+        ),
+        Row(case, f"{label}: 99th percentile write", format_seconds(p99)),
+        Row(
+            case,
+            f"{label}: failed writes (locked, ...)",
+            str(group.errors),
+            **judged(LOCK_ERRORS, group.errors),
+        ),
+    ]
+
+
+def _rate(total: int, times: list[float]) -> str:
+    return f"{total / statistics.median(times):,.0f} writes/s"

@@ -1,0 +1,217 @@
+"""The work every contender does, and what the suites share.
+
+Single writes go to 32 partitions round-robin; batches are ``write_many`` of 1000 checkpoints
+(50 with ``--quick``); reads read the 32 partitions round-robin; ``list`` returns one consumer
+group of 10,000 partitions (200 with ``--quick``). The raw-driver contenders run the same
+upsert as ``SQLPersister`` by hand, with the same settings, from the same ``Checkpoint`` objects.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from streamcheckpoint import Checkpoint, PartitionKey, SQLPersister
+
+from .harness import Report, Settings
+
+__all__ = [
+    "COLUMNS",
+    "GROUP",
+    "GROUP_MATCH",
+    "HUB",
+    "KEY_MATCH",
+    "LIST_GROUP",
+    "MYSQL_URL",
+    "NAMESPACE",
+    "PARTITIONS",
+    "POSTGRES_URL",
+    "SQLITE_LIST",
+    "SQLITE_READ",
+    "SQLITE_UPSERT",
+    "Context",
+    "Plan",
+    "checkpoint",
+    "fill_sqlite",
+    "group_items",
+    "group_rows",
+    "pg_upsert_sql",
+    "raw_sqlite",
+    "round_robin_key",
+    "sqlite_rows",
+    "sqlite_time_text",
+    "sqlite_url",
+    "unique_name",
+]
+
+NAMESPACE = "bench.servicebus.windows.net"
+HUB = "telemetry"
+GROUP = "$Default"
+LIST_GROUP = "listed"
+BATCH_GROUP = "batches"
+PARTITIONS = 32
+BASE_TIME = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+POSTGRES_URL = os.environ.get(
+    "STREAMCHECKPOINT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get(
+    "STREAMCHECKPOINT_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+)
+
+COLUMNS = (
+    "namespace, name, consumer_group, partition_id, stream_offset, sequence_number, "
+    "enqueue_time, updated_at"
+)
+KEY_MATCH = "namespace = {p} AND name = {p} AND consumer_group = {p} AND partition_id = {p}"
+GROUP_MATCH = "namespace = {p} AND name = {p} AND consumer_group = {p}"
+_ON_CONFLICT = (
+    "ON CONFLICT (namespace, name, consumer_group, partition_id) DO UPDATE SET "
+    "stream_offset = excluded.stream_offset, sequence_number = excluded.sequence_number, "
+    "enqueue_time = excluded.enqueue_time, updated_at = excluded.updated_at"
+)
+SQLITE_UPSERT = (
+    f"INSERT INTO checkpoints ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, "
+    f"strftime('%Y-%m-%d %H:%M:%f', 'now') || '000') {_ON_CONFLICT}"
+)
+SQLITE_READ = (
+    "SELECT stream_offset, sequence_number, enqueue_time FROM checkpoints WHERE "
+    + KEY_MATCH.format(p="?")
+)
+SQLITE_LIST = f"SELECT {COLUMNS} FROM checkpoints WHERE " + GROUP_MATCH.format(p="?")
+
+
+def pg_upsert_sql(schema: str) -> str:
+    """The PostgreSQL upsert ``SQLPersister`` runs, written by hand, for the raw contenders."""
+    return (
+        f'INSERT INTO "{schema}".checkpoints ({COLUMNS}) '
+        f"VALUES (%s, %s, %s, %s, %s, %s, %s, now()) {_ON_CONFLICT}"
+    )
+
+
+def checkpoint(sequence: int) -> Checkpoint:
+    """The checkpoint written as operation ``sequence``: every field differs between writes."""
+    return Checkpoint(str(sequence * 100), sequence, BASE_TIME + timedelta(microseconds=sequence))
+
+
+def round_robin_key(index: int, group: str = GROUP) -> PartitionKey:
+    """The key operation ``index`` writes or reads: 32 partitions in turn."""
+    return PartitionKey(NAMESPACE, HUB, group, str(index % PARTITIONS))
+
+
+def sqlite_time_text(when: datetime | None) -> str | None:
+    """A time as the SQLite table stores it (UTC text, six fraction digits)."""
+    if when is None:
+        return None
+    return when.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def sqlite_rows(items: dict[PartitionKey, Checkpoint]) -> list[tuple[Any, ...]]:
+    """The raw ``sqlite3`` parameters of an upsert per item."""
+    return [
+        (*key, cp.offset, cp.sequence_number, sqlite_time_text(cp.enqueue_time))
+        for key, cp in items.items()
+    ]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Precomputed inputs, so no contender pays for building checkpoints."""
+
+    writes: list[tuple[PartitionKey, Checkpoint]]
+    batches: list[dict[PartitionKey, Checkpoint]]
+
+    @classmethod
+    def build(cls, settings: Settings) -> Plan:
+        """Inputs for every operation index :func:`~benchmarks.harness.alternate` hands out."""
+        writes = [
+            (round_robin_key(i), checkpoint(i)) for i in range(settings.operations(settings.writes))
+        ]
+        batches = [
+            {
+                PartitionKey(NAMESPACE, HUB, BATCH_GROUP, str(p)): checkpoint(b * 10_000 + p)
+                for p in range(settings.batch_size)
+            }
+            for b in range(settings.operations(settings.batches))
+        ]
+        return cls(writes, batches)
+
+
+@dataclass
+class Context:
+    """What every suite gets: the sizes, a temporary directory, server URLs, the report.
+
+    ``cleanup`` runs when the run ends, also on Ctrl-C: suites register closing connections and
+    dropping PostgreSQL schemas there.
+    """
+
+    settings: Settings
+    directory: Path
+    report: Report
+    cleanup: ExitStack
+    postgres_url: str = POSTGRES_URL
+    mysql_url: str = MYSQL_URL
+    cache_dir: Path | None = None
+
+    def path(self, name: str) -> Path:
+        """A new directory for one suite's files."""
+        path = self.directory / name
+        path.mkdir()
+        return path
+
+
+def sqlite_url(path: Path, synchronous: str = "FULL") -> str:
+    """The URL of a SQLPersister on ``path`` with ``synchronous`` (FULL is the default)."""
+    suffix = "" if synchronous == "FULL" else f"?synchronous={synchronous}"
+    return f"sqlite:///{path}{suffix}"
+
+
+def raw_sqlite(
+    path: Path, synchronous: str = "FULL", *, make_schema: bool = True
+) -> sqlite3.Connection:
+    """A ``sqlite3`` connection with SQLPersister's pragmas, on a schema its migrations made."""
+    if make_schema:
+        SQLPersister(sqlite_url(path)).close()
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA busy_timeout=5000")
+    connection.execute(f"PRAGMA synchronous={synchronous}")
+    connection.execute("PRAGMA journal_mode=WAL")
+    return connection
+
+
+def fill_sqlite(path: Path, rows: Iterator[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` (raw upsert parameters) quickly: one transaction, no fsync."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA synchronous=OFF")
+        connection.execute("BEGIN")
+        connection.executemany(SQLITE_UPSERT, rows)
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+
+
+def group_items(
+    group: str, count: int, start: int = 0
+) -> Iterator[tuple[PartitionKey, Checkpoint]]:
+    """``count`` partitions of ``group`` (partition ids from ``start``) with a checkpoint each."""
+    for p in range(start, start + count):
+        yield PartitionKey(NAMESPACE, HUB, group, str(p)), checkpoint(p)
+
+
+def group_rows(group: str, count: int, start: int = 0) -> Iterator[tuple[Any, ...]]:
+    """Raw ``sqlite3`` upsert parameters for :func:`group_items`."""
+    for key, cp in group_items(group, count, start):
+        yield (*key, cp.offset, cp.sequence_number, sqlite_time_text(cp.enqueue_time))
+
+
+def unique_name(prefix: str) -> str:
+    """A name nobody else uses (PostgreSQL schemas, MariaDB tables)."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,266 @@
+"""Smoke test of the benchmark harness: ``python -m benchmarks --quick`` prints the whole table.
+
+Only the shape is checked (every section, the rows for every contender, a ratio and a verdict
+where there is a target); the numbers of a tiny run on a busy machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import REQUIRE_SERVERS
+from streamcheckpoint import Checkpoint, PartitionKey, SQLPersister
+
+ROOT = Path(__file__).resolve().parent.parent
+VERDICTS = {"ok", "MISSED"}
+NUMBER = re.compile(r"^[0-9][0-9,]*(\.[0-9]+)? (us|ms|s|writes/s|KiB)$")
+RATIO = re.compile(r"^[0-9]+\.[0-9]{2}x$")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of the printed table."""
+
+    section: str
+    case: str
+    contender: str
+    median: str
+    ratio: str
+    target: str
+    verdict: str
+
+
+def parse_table(text: str) -> list[Line]:
+    """Split the text table into rows, using each section's dashed rule for the columns."""
+    rows: list[Line] = []
+    section = ""
+    spans: list[tuple[int, int]] = []
+    for line in text.splitlines():
+        if line.startswith("== "):
+            section, spans = line[3:], []
+        elif section and not spans and line.startswith("-"):
+            spans = [m.span() for m in re.finditer(r"-+", line)]
+        elif spans and line.strip() and not line.startswith("   note:"):
+            starts = [start for start, _ in spans]
+            cells = [
+                line[start:end].strip()
+                for start, end in zip(starts, [*starts[1:], len(line)], strict=True)
+            ]
+            rows.append(Line(section, *cells))
+        elif not line.strip():
+            spans = []
+    return rows
+
+
+def find(rows: list[Line], section: str, case: str, contender: str) -> Line:
+    """The row whose section starts with ``section`` and whose case/contender contain these."""
+    matches = [
+        r
+        for r in rows
+        if r.section.startswith(section) and case in r.case and contender == r.contender
+    ]
+    assert len(matches) == 1, (section, case, contender, matches)
+    return matches[0]
+
+
+def assert_measured(row: Line, *, judged: bool) -> None:
+    assert NUMBER.match(row.median), row
+    if judged:
+        assert RATIO.match(row.ratio), row
+        assert row.target.startswith(("<=", ">=")), row
+        assert row.verdict in VERDICTS, row
+
+
+@pytest.mark.slow
+def test_quick_run_prints_a_row_for_every_contender(pytestconfig: pytest.Config) -> None:
+    # The azure-eventhub wheel is downloaded once and kept in pytest's cache directory.
+    assert pytestconfig.cache is not None
+    wheels = pytestconfig.cache.mkdir("azure-eventhub-wheel")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--cache-dir", str(wheels)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for label in ("machine:", "versions:", "method: median of 5 rounds"):
+        assert label in out
+    rows = parse_table(out)
+
+    durable = "SQLite, durable default"
+    assert_measured(find(rows, durable, "write, 32", "SQLPersister"), judged=True)
+    assert find(rows, durable, "write, 32", "SQLPersister").target == "<= 1.2x"
+    assert_measured(find(rows, durable, "write_many(50)", "SQLPersister.write_many"), judged=True)
+    assert find(rows, durable, "read by key", "SQLPersister.read").target == "<= 3x"
+    assert_measured(find(rows, durable, "list, 200", "SQLPersister.list"), judged=False)
+    assert find(rows, durable, "all cases", "AsyncSQLPersister").verdict == "not yet implemented"
+    floor = find(rows, durable, "write, 32", "raw sqlite3, one autocommitted upsert (floor)")
+    assert_measured(floor, judged=False)
+    assert floor.ratio == ""
+    assert_measured(
+        find(rows, "SQLite, ?synchronous=NORMAL", "write, 32", "SQLPersister"), judged=False
+    )
+
+    postgres = [r for r in rows if r.section.startswith("PostgreSQL")]
+    if any(r.verdict.startswith("unavailable: ") for r in postgres):
+        assert not REQUIRE_SERVERS, postgres
+    else:
+        assert_measured(find(rows, "PostgreSQL", "write, 32", "SQLPersister"), judged=True)
+        assert_measured(find(rows, "PostgreSQL", "read by key", "SQLPersister.read"), judged=True)
+    maria = find(rows, "MariaDB", "all cases", "SQLPersister")
+    assert maria.verdict == "not yet implemented"
+
+    files = "Files"
+    for contender in ("FilePersister", "FilePersister(layout='go')"):
+        assert_measured(find(rows, files, "write, 32", contender), judged=False)
+        assert RATIO.match(find(rows, files, "write, 32", contender).ratio)
+    go_style = find(rows, files, "write, 32", "Go-style: create/truncate + write, no fsync")
+    assert_measured(go_style, judged=False)
+
+    b6 = [r for r in rows if r.section.startswith("azure-eventhub 5.0.0b6")]
+    assert any(r.contender == "azure-eventhub CheckpointStore adapter" for r in b6)
+    unavailable = [r for r in b6 if r.verdict.startswith("unavailable: ")]
+    if not unavailable:
+        equal = find(
+            rows,
+            "azure-eventhub",
+            "update_checkpoint",
+            "b6 store + PRAGMA synchronous=EXTRA (equal durability)",
+        )
+        assert_measured(equal, judged=True)
+        assert equal.target == ">= 3x"
+
+    scale = "Scale: 1,000 vs 5,000"
+    assert_measured(
+        find(
+            rows, scale, "write, 32 partitions round-robin (SQLite)", "SQLPersister, 5,000 stored"
+        ),
+        judged=True,
+    )
+    assert_measured(
+        find(rows, scale, "read by key (SQLite)", "SQLPersister, 5,000 stored"), judged=True
+    )
+
+    writers = "4 writer processes"
+    assert_measured(
+        find(rows, writers, "writes per round", "4 x SQLPersister: aggregate"), judged=True
+    )
+    longest = find(rows, writers, "writes per round", "4 x SQLPersister: longest single write")
+    assert longest.target == "<= 250 ms"
+    assert longest.verdict in VERDICTS
+    errors = find(
+        rows, writers, "writes per round", "4 x SQLPersister: failed writes (locked, ...)"
+    )
+    assert errors.median.isdigit()
+
+    growth = find(rows, "Memory", "writes", "growth of Python memory (tracemalloc)")
+    assert growth.target == "<= 256 KiB"
+    assert growth.verdict in VERDICTS
+    assert re.search(r"^targets: \d+ of \d+ met", out, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--only", "sqlite,nosuch"], "unknown suite 'nosuch'"),
+        (["--rounds", "3"], "--rounds must be at least 5"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_runs(arguments: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert done.stdout == ""
+
+
+# -- what the optimizations the benchmarks called for changed in SQLPersister ------------------
+# (SQL behaviour, kept next to the benchmarks that motivated it; test_sql.py is the natural home)
+
+KEY = PartitionKey("ns.example", "hub", "cg", "0")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_the_kept_connection_leaves_the_whole_pool_to_the_other_calls(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if kind == "sqlite":
+        url, schema = f"sqlite:///{tmp_path / 'one.db'}", None
+    else:
+        url, schema = request.getfixturevalue("postgres_schema")
+    persister = SQLPersister(url, schema=schema, pool_size=1, max_overflow=0, pool_timeout=2)
+    try:
+        persister.write(*KEY, Checkpoint("1", 1))  # keeps a connection for writes and reads
+        # list and delete check connections out of the pool: its only one is still free.
+        assert [r.checkpoint for r in persister.list()] == [Checkpoint("1", 1)]
+        assert persister.read(*KEY) == Checkpoint("1", 1)
+        assert persister.delete(*KEY) == 1
+        assert persister.read(*KEY) == Checkpoint.start_of_stream()
+    finally:
+        persister.close()
+
+
+def test_sqlite_writers_take_turns_through_a_lock_file_next_to_the_database(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "queued.db"
+    persister = SQLPersister(f"sqlite:///{path}")
+    persister.write(*KEY, Checkpoint("1", 1))
+    lock_file = tmp_path / "queued.db-lock"
+    assert lock_file.is_file()
+    holder = os.open(lock_file, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another writer's turn
+    written = threading.Event()
+
+    def write_second() -> None:
+        persister.write(*KEY, Checkpoint("2", 2))
+        written.set()
+
+    writer = threading.Thread(target=write_second)
+    writer.start()
+    try:
+        assert not written.wait(0.3)  # waits for its turn...
+        assert persister.read(*KEY) == Checkpoint("1", 1)  # (reads don't queue)
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+    writer.join()
+    assert written.is_set()  # ...and writes once it is released
+    assert persister.read(*KEY) == Checkpoint("2", 2)
+    persister.close()
+    assert lock_file.is_file()  # left for the other processes
+
+
+def test_sqlite_writes_go_on_when_the_lock_file_cannot_be_used(tmp_path: Path) -> None:
+    (tmp_path / "unqueued.db-lock").mkdir()  # can't be opened for writing
+    with SQLPersister(f"sqlite:///{tmp_path / 'unqueued.db'}") as persister:
+        persister.write(*KEY, Checkpoint("1", 1))
+        persister.write_many({KEY._replace(partition_id="1"): Checkpoint("2", 2)})
+        assert persister.read(*KEY) == Checkpoint("1", 1)
+        assert len(persister.list()) == 2
+
+
+def test_in_memory_sqlite_has_no_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with SQLPersister("sqlite://") as persister:
+        persister.write(*KEY, Checkpoint("1", 1))
+        assert persister.read(*KEY) == Checkpoint("1", 1)
+    assert list(tmp_path.iterdir()) == []
