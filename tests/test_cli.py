@@ -584,7 +584,8 @@ def test_reset_shows_the_plan_and_not_answering_yes_changes_nothing(db: Path, an
         "2": ["200", "20", "@latest"],
         "10": ["1000", "100", "@latest"],
     }
-    assert ("aborted; nothing changed" if answer else "Aborted!") in result.stderr
+    assert result.exit_code == 1
+    assert "aborted; nothing changed" in result.stderr
     assert positions(url) == before
 
 
@@ -946,3 +947,22 @@ def test_reset_of_a_go_layout_group_leaves_a_longer_group_alone(tmp_path: Path) 
     ok("--url", url, "reset", "ns", "hub", "a", "--to", "start", "--yes")
     assert ok("--url", url, "read", "ns", "hub", "a_b", "2").stdout.startswith("offset=20 ")
     assert ok("--url", url, "read", "ns", "hub", "a", "1").stdout.startswith("offset=-1 ")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("write", "ns", "hub", "cg", "0", "--offset", "1", "--sequence", "x"), "--sequence"),
+        (("status", "--format", "xml"), "--format"),
+        (("reset", "ns", "hub", "cg"), "--to"),
+        (("nosuch",), "nosuch"),
+    ],
+)
+def test_click_usage_errors_are_one_line_too(args: tuple[str, ...], needle: str) -> None:
+    line = assert_error(invoke(*args), 2, needle)
+    assert "--help" in line  # says where to look
+
+
+def test_help_and_version_exit_0() -> None:
+    assert "Inspect and manage" in ok("--help").stdout
+    assert "version" in ok("--version").stdout
