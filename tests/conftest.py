@@ -7,8 +7,9 @@ External servers come from environment variables. Unreachable means skip, except
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,26 @@ MYSQL_URL = os.environ.get(
 REQUIRE_SERVERS = os.environ.get("STREAMCHECKPOINT_REQUIRE_SERVERS", "") not in ("", "0")
 
 _server_checks: dict[str, str | None] = {}
+
+
+def run_concurrently(workers: Sequence[Callable[[], object]]) -> list[BaseException]:
+    """Run each worker in its own thread, all released at once; return what they raised."""
+    barrier = threading.Barrier(len(workers))
+    failures: list[BaseException] = []
+
+    def run(work: Callable[[], object]) -> None:
+        try:
+            barrier.wait()
+            work()
+        except BaseException as exc:  # collected for the test to assert on
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(work,)) for work in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
 
 
 def require_server(url: str) -> str:

@@ -6,6 +6,7 @@ to files. Crash and multi-process tests are in test_file_crash.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -21,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import run_concurrently
 from streamcheckpoint import (
     Checkpoint,
     CheckpointRegressionError,
@@ -493,23 +495,6 @@ def test_constructor_creates_the_directory_and_checks_its_arguments(tmp_path: Pa
 # -- concurrency -------------------------------------------------------------------------------
 
 
-def _run_threads(targets: list[Any]) -> list[BaseException]:
-    errors: list[BaseException] = []
-
-    def guarded(target: Any) -> None:
-        try:
-            target()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(t,)) for t in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return errors
-
-
 @pytest.mark.parametrize("layout", ["nested", "go"])
 def test_racing_threads_in_monotonic_mode_end_at_the_highest_sequence_number(
     tmp_path: Path, layout: Layout
@@ -545,7 +530,7 @@ def test_racing_threads_in_monotonic_mode_end_at_the_highest_sequence_number(
     reader_thread = threading.Thread(target=reader)
     reader_thread.start()
     try:
-        errors = _run_threads(writers)
+        errors = run_concurrently(writers)
     finally:
         done.set()
         reader_thread.join()
@@ -569,7 +554,7 @@ def test_concurrent_plain_writers_create_directories_and_files_safely(tmp_path: 
             for group in ("g1", "g2"):
                 persister.write("ns", "hub", group, str(seq % 3), Checkpoint(f"{thread}", seq))
 
-    errors = _run_threads([lambda t=t: writer(t) for t in range(6)])
+    errors = run_concurrently([functools.partial(writer, t) for t in range(6)])
     assert errors == []
     records = persister.list()
     assert [(r.key.consumer_group, r.key.partition_id) for r in records] == [

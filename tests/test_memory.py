@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pytest
 
+from conftest import run_concurrently
 from streamcheckpoint import (
     Checkpoint,
     CheckpointRegressionError,
@@ -22,21 +22,7 @@ UTC = timezone.utc
 
 def run_together(workers: list[Callable[[], None]]) -> None:
     """Run each worker in its own thread, released at once; re-raise the first failure."""
-    barrier = threading.Barrier(len(workers))
-    failures: list[BaseException] = []
-
-    def run(work: Callable[[], None]) -> None:
-        barrier.wait()
-        try:
-            work()
-        except BaseException as exc:  # reported to the test below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run, args=(work,)) for work in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    failures = run_concurrently(workers)
     if failures:
         raise failures[0]
 

@@ -7,6 +7,7 @@ SQLite (file and in memory) and PostgreSQL; here is what only a SQL store has.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 
-from conftest import POSTGRES_URL, require_server
+from conftest import POSTGRES_URL, require_server, run_concurrently
 from streamcheckpoint import (
     Checkpoint,
     CheckpointRegressionError,
@@ -516,22 +517,7 @@ def test_a_callers_postgresql_engine_keeps_its_transaction_mode(
 
 
 def _run_threads(count: int, body: Callable[[int], None]) -> list[BaseException]:
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def run(index: int) -> None:
-        try:
-            start.wait()
-            body(index)
-        except BaseException as exc:  # collected and asserted on below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return errors
+    return run_concurrently([functools.partial(body, i) for i in range(count)])
 
 
 def test_two_persisters_on_one_file_write_transactions_without_locked_errors(
