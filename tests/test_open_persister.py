@@ -19,7 +19,7 @@ from streamcheckpoint import (
     SQLPersister,
     open_persister,
 )
-from streamcheckpoint.urls import SUPPORTED_URLS, mask_url
+from streamcheckpoint.urls import SUPPORTED_URLS, mask_url, redact
 
 KEY = ("ns.example", "hub", "cg", "0")
 
@@ -244,3 +244,15 @@ def test_supported_forms_name_every_kind() -> None:
         "postgresql+psycopg://",
     ):
         assert form in SUPPORTED_URLS
+
+
+def test_redact_masks_a_urls_secrets_where_a_driver_echoes_them() -> None:
+    url = "postgresql+psycopg://app:p@db.invalid/x?password=zz9"
+    text = "connect to postgresql+psycopg://app:p@db.invalid/x failed: password=p rejected (zz9)"
+    out = redact(text, url)
+    assert out == (
+        "connect to postgresql+psycopg://app:***@db.invalid/x failed: password=*** rejected (***)"
+    )
+    # a secret that is part of a longer word is left alone: the message stays readable
+    assert redact("psycopg: bad password", "postgresql://u:psycopg@h/d") == "***: bad password"
+    assert redact("postgresql says no", "postgresql://u:p@h/d") == "postgresql says no"

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .persister import BasePersister
 
-__all__ = ["SUPPORTED_URLS", "bad_url_message", "mask_url", "open_persister"]
+__all__ = ["SUPPORTED_URLS", "bad_url_message", "mask_url", "open_persister", "redact"]
 
 SUPPORTED_URLS = (
     "memory://, file:///absolute/dir or file:relative/dir (?layout=go|nested), "
@@ -32,7 +32,8 @@ SUPPORTED_URLS = (
 
 _MASK = "***"
 _USERINFO_PASSWORD = re.compile(r"(//[^/?#@:]*:)[^/?#]*(@)")
-_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&#]*", re.IGNORECASE)
+_PASSWORD_KEYS = ("password", "passwd", "pwd")
+_QUERY_PASSWORD = re.compile(rf"([?&](?:{'|'.join(_PASSWORD_KEYS)})=)[^&#]*", re.IGNORECASE)
 _FILE_LAYOUTS = ("nested", "go")
 
 
@@ -46,6 +47,34 @@ def mask_url(url: str | sa.URL) -> str:
     text = url if isinstance(url, str) else url.render_as_string(hide_password=True)
     masked = _USERINFO_PASSWORD.sub(rf"\g<1>{_MASK}\g<2>", text)
     return _QUERY_PASSWORD.sub(rf"\g<1>{_MASK}", masked)
+
+
+def _url_secrets(url: str | sa.URL) -> list[str]:
+    """The password of ``url`` and any ``?password=`` value (what a driver may echo)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not an SQLAlchemy URL: mask_url has done what can be done
+        return []
+    secrets: list[object] = [parsed.password]
+    for key, value in parsed.query.items():
+        if key.lower() in _PASSWORD_KEYS:
+            secrets.extend([value] if isinstance(value, str) else value)
+    return [str(secret) for secret in secrets if secret]
+
+
+def redact(text: str, url: str | sa.URL) -> str:
+    """Mask ``url``'s secrets wherever they appear in ``text`` (e.g. a driver's error message).
+
+    URLs in ``text`` are masked as :func:`mask_url` does; the password itself is replaced only
+    where it stands as a whole word, so a password such as ``p`` or ``postgres`` doesn't
+    mangle the ``postgresql+psycopg`` around it, while an echoed ``password=p`` is masked.
+    """
+    text = mask_url(text)
+    for secret in _url_secrets(url):
+        text = re.sub(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])", _MASK, text)
+    return text
 
 
 def open_persister(url: str, **options: Any) -> BasePersister:

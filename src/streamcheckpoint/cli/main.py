@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from ..checkpoint import (
 from ..errors import CheckpointRegressionError, PersistError
 from ..file import FilePersister
 from ..persister import BasePersister, normalize_scope
-from ..urls import _parse_file_url, bad_url_message, mask_url, open_persister
+from ..urls import _parse_file_url, bad_url_message, mask_url, open_persister, redact
 from .render import is_stale, iso_utc, parse_duration, status_csv, status_json, status_table
 
 if TYPE_CHECKING:
@@ -51,38 +50,6 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-_PASSWORD_QUERY_KEYS = ("password", "passwd", "pwd")
-
-
-def _url_secrets(url: str) -> list[str]:
-    """The password of ``url`` and any ``?password=`` value, as a driver may echo them."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-    except Exception:  # not an SQLAlchemy URL: mask_url has done what can be done
-        return []
-    secrets = [parsed.password]
-    for key, value in parsed.query.items():
-        if key.lower() in _PASSWORD_QUERY_KEYS:
-            secrets.extend([value] if isinstance(value, str) else value)
-    return [str(s) for s in secrets if s]
-
-
-def _hide_password(text: str, url: str | None) -> str:
-    """Replace the password of ``url`` wherever it appears in ``text`` as a whole word.
-
-    Whole words only: a password such as ``p`` or ``postgres`` must not mangle the
-    ``postgresql+psycopg`` around it, while a driver echoing ``password=p`` is still masked.
-    """
-    if not url:
-        return text
-    text = text.replace(url, mask_url(url))
-    for secret in _url_secrets(url):
-        text = re.sub(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])", "***", text)
-    return text
-
-
 def _handle_errors(func: _F) -> _F:
     """Turn library errors into one line on stderr: exit 1 at run time, 2 for bad input."""
 
@@ -94,7 +61,7 @@ def _handle_errors(func: _F) -> _F:
 
         def clean(message: str) -> str:
             for url in urls:
-                message = _hide_password(message, url)
+                message = redact(message, url)
             return message.splitlines()[0] if message else message
 
         try:

@@ -12,7 +12,7 @@ from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from ..errors import PersistConnectionError, PersistError, SchemaError
 from ..migrations import ensure_schema, upgrade_commands
 from ..persister import BasePersister, check_monotonic
-from ..urls import mask_url
+from ..urls import mask_url, redact
 from .dialects import Failure
 from .driver import CompiledStatement, WriteQueue, Writer
 from .engine import open_engine, shared_connection_lock
@@ -244,7 +244,7 @@ class SQLPersister(BasePersister):
         """The PersistError for ``error``: what failed, on which key and database, what to do."""
         original, failure = self._diagnose(error)
         detail = str(original).strip().splitlines()[0] if str(original).strip() else ""
-        detail = mask_url(detail)  # in case the driver echoes a URL
+        detail = redact(detail, self.engine.url)  # in case the driver echoes a secret
         subject = f" for {key.describe()}" if key is not None else ""
         message = f"{action}{subject} failed on {self._where}: {type(original).__name__}"
         message += f": {detail}" if detail else ""
