@@ -1,20 +1,26 @@
-"""MariaDB: the PyMySQL floor only; SQLPersister can't create its table there yet."""
+"""SQLPersister on MariaDB/MySQL against PyMySQL running the same statements by hand.
+
+Each contender gets a database of its own, made by streamcheckpoint's migrations, so the floor
+writes the very table SQLPersister writes: keyed on ``key_hash``, with its CHECK constraint and
+group index (see ``streamcheckpoint.sql.schema``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
 
-from streamcheckpoint import Checkpoint, PartitionKey
+from streamcheckpoint import Checkpoint, PartitionKey, SQLPersister
+from streamcheckpoint import migrations as m
+from streamcheckpoint.sql.schema import key_hash
 
 from .cases import READ, WRITE, batch_case, compare, list_case, missing
 from .workload import (
     COLUMNS,
     GROUP_MATCH,
     HUB,
-    KEY_MATCH,
     LIST_GROUP,
     NAMESPACE,
     Context,
@@ -25,118 +31,136 @@ from .workload import (
 
 __all__ = ["run"]
 
-NOT_YET = (
-    "revision 0001 can't be created on MariaDB: 4 x VARCHAR(256) utf8mb4 exceeds InnoDB's "
-    "3072-byte key limit"
+TITLE = "MariaDB (SQLPersister: autocommit single writes, one transaction per write_many)"
+
+_UPSERT = (
+    "INSERT INTO checkpoints (key_hash, namespace, name, consumer_group, partition_id, "
+    "stream_offset, sequence_number, enqueue_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON DUPLICATE KEY UPDATE stream_offset = VALUES(stream_offset), "
+    "enqueue_time = VALUES(enqueue_time), sequence_number = VALUES(sequence_number), "
+    "updated_at = UTC_TIMESTAMP(6)"
 )
-# Key columns of 190 characters: 4 x 190 x 4 bytes fits InnoDB's 3072-byte key limit.
-_TABLE = """CREATE TABLE {table} (
-    namespace VARCHAR(190) NOT NULL, name VARCHAR(190) NOT NULL,
-    consumer_group VARCHAR(190) NOT NULL, partition_id VARCHAR(190) NOT NULL,
-    stream_offset TEXT NOT NULL, sequence_number BIGINT NOT NULL,
-    enqueue_time DATETIME(6) NULL, updated_at DATETIME(6) NOT NULL,
-    PRIMARY KEY (namespace, name, consumer_group, partition_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
+_SELECT = "SELECT stream_offset, sequence_number, enqueue_time FROM checkpoints WHERE key_hash = %s"
+_LIST = f"SELECT {COLUMNS} FROM checkpoints WHERE " + GROUP_MATCH.format(p="%s")
 
 
 def run(ctx: Context) -> None:
-    """Write, write_many, read and list with PyMySQL, if the server answers."""
-    section = ctx.report.section("MariaDB (raw PyMySQL floor)")
-    missing(section, "SQLPersister", "not yet implemented", NOT_YET)
+    """Write, write_many, read and list, if the server answers."""
+    section = ctx.report.section(TITLE)
     connect = _connector(ctx)
     if isinstance(connect, str):
-        missing(section, "raw PyMySQL", connect)
+        missing(section, "SQLPersister", connect)
         return
-    autocommit = connect(True)
-    ctx.cleanup.callback(autocommit.close)
-    table = unique_name("bench")
-    with autocommit.cursor() as cursor:
-        cursor.execute(_TABLE.format(table=table))
+    admin = connect(None, True)
+    ctx.cleanup.callback(admin.close)
+    with admin.cursor() as cursor:
         cursor.execute("SELECT VERSION(), @@innodb_flush_log_at_trx_commit")
         version, flush = cursor.fetchone()
-    ctx.cleanup.callback(_drop, autocommit, table)
     ctx.report.environment["MariaDB"] = f"{version} (innodb_flush_log_at_trx_commit={flush})"
-    in_transaction = connect(False)
-    ctx.cleanup.callback(in_transaction.close)
-    floor = _Floor(table, autocommit, in_transaction, Plan.build(ctx.settings))
+    url = sa.make_url(ctx.mysql_url)
+    databases = {name: _database(ctx, admin, url, name) for name in ("raw", "ours", "monotonic")}
+    ours = SQLPersister(databases["ours"])
+    ctx.cleanup.callback(ours.close)
+    guarded = SQLPersister(databases["monotonic"], monotonic=True)
+    ctx.cleanup.callback(guarded.close)
+    raw_database = sa.make_url(databases["raw"]).database
+    floor = _Floor(
+        connect(raw_database, True), connect(raw_database, False), Plan.build(ctx.settings)
+    )
+    ctx.cleanup.callback(floor.close)
     settings = ctx.settings
+    plan = floor.plan
     compare(
         ctx,
         section,
         WRITE,
         {
             "PyMySQL autocommit (floor)": floor.write,
-            "PyMySQL, commit per write": floor.write_and_commit,
+            "PyMySQL, BEGIN ... COMMIT per write": floor.write_and_commit,
+            "SQLPersister": lambda i: ours.write(*plan.writes[i][0], plan.writes[i][1]),
+            "SQLPersister(monotonic=True)": lambda i: guarded.write(
+                *plan.writes[i][0], plan.writes[i][1]
+            ),
         },
         calls=settings.writes,
-        targets={"PyMySQL, commit per write": None},
+        targets={
+            "PyMySQL, BEGIN ... COMMIT per write": None,
+            "SQLPersister": None,
+            "SQLPersister(monotonic=True)": None,
+        },
     )
     compare(
         ctx,
         section,
         batch_case(settings.batch_size),
-        {"PyMySQL executemany in a transaction (floor)": floor.write_many},
+        {
+            "PyMySQL executemany in a transaction (floor)": floor.write_many,
+            "SQLPersister.write_many": lambda i: ours.write_many(plan.batches[i]),
+        },
         calls=settings.batches,
-        targets={},
+        targets={"SQLPersister.write_many": None},
     )
     compare(
         ctx,
         section,
         READ,
-        {"PyMySQL SELECT (floor)": floor.read},
+        {
+            "PyMySQL SELECT by key_hash (floor)": floor.read,
+            "SQLPersister.read": lambda i: ours.read(*plan.writes[i][0]),
+        },
         calls=settings.writes,
-        targets={},
+        targets={"SQLPersister.read": None},
     )
     floor.fill(LIST_GROUP, settings.list_partitions)
+    ours.write_many(group_items(LIST_GROUP, settings.list_partitions))
     compare(
         ctx,
         section,
         list_case(settings.list_partitions),
-        {"PyMySQL SELECT ... fetchall (floor)": floor.list},
+        {
+            "PyMySQL SELECT ... fetchall (floor)": floor.list,
+            "SQLPersister.list": lambda i: ours.list(NAMESPACE, HUB, LIST_GROUP),
+        },
         calls=1,
-        targets={},
+        targets={"SQLPersister.list": None},
+    )
+    section.notes.append(
+        "MariaDB: no targets were set for it; SQLPersister(monotonic=True) runs each write as "
+        "a transaction that reads the row back (ON DUPLICATE KEY UPDATE has no WHERE)."
     )
 
 
 class _Floor:
-    """The same work as SQLPersister does, by hand with PyMySQL."""
+    """The same work as SQLPersister does, by hand with PyMySQL, on the same table."""
 
-    def __init__(self, table: str, autocommit: Any, in_transaction: Any, plan: Plan) -> None:
+    def __init__(self, autocommit: Any, in_transaction: Any, plan: Plan) -> None:
         self.autocommit = autocommit
         self.in_transaction = in_transaction
         self.plan = plan
-        self.upsert = (
-            f"INSERT INTO {table} ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, NOW(6)) "
-            "ON DUPLICATE KEY UPDATE stream_offset = VALUES(stream_offset), "
-            "sequence_number = VALUES(sequence_number), enqueue_time = VALUES(enqueue_time), "
-            "updated_at = VALUES(updated_at)"
-        )
-        self.select = (
-            f"SELECT stream_offset, sequence_number, enqueue_time FROM {table} WHERE "
-            + KEY_MATCH.format(p="%s")
-        )
-        self.listing = f"SELECT {COLUMNS} FROM {table} WHERE " + GROUP_MATCH.format(p="%s")
 
     @staticmethod
     def values(key: PartitionKey, cp: Checkpoint) -> tuple[Any, ...]:
         when = None if cp.enqueue_time is None else cp.enqueue_time.replace(tzinfo=None)
-        return (*key, cp.offset, cp.sequence_number, when)  # DATETIME has no zone: UTC
+        # DATETIME has no zone: UTC.
+        return (key_hash(key), *key, cp.offset, cp.sequence_number, when)
 
     def write(self, i: int) -> None:
         with self.autocommit.cursor() as cursor:
-            cursor.execute(self.upsert, self.values(*self.plan.writes[i]))
+            cursor.execute(_UPSERT, self.values(*self.plan.writes[i]))
 
     def write_and_commit(self, i: int) -> None:
+        self.in_transaction.begin()
         with self.in_transaction.cursor() as cursor:
-            cursor.execute(self.upsert, self.values(*self.plan.writes[i]))
+            cursor.execute(_UPSERT, self.values(*self.plan.writes[i]))
         self.in_transaction.commit()
 
     def write_many(self, i: int) -> None:
         self._many(self.plan.batches[i].items())
 
     def _many(self, items: Iterable[tuple[PartitionKey, Checkpoint]]) -> None:
+        self.in_transaction.begin()
         with self.in_transaction.cursor() as cursor:
-            cursor.executemany(self.upsert, [self.values(key, cp) for key, cp in items])
+            cursor.executemany(_UPSERT, [self.values(key, cp) for key, cp in items])
         self.in_transaction.commit()
 
     def fill(self, group: str, count: int) -> None:
@@ -144,42 +168,57 @@ class _Floor:
 
     def read(self, i: int) -> None:
         with self.autocommit.cursor() as cursor:
-            cursor.execute(self.select, self.plan.writes[i][0])
+            cursor.execute(_SELECT, (key_hash(self.plan.writes[i][0]),))
             cursor.fetchone()
 
     def list(self, i: int) -> None:
         with self.autocommit.cursor() as cursor:
-            cursor.execute(self.listing, (NAMESPACE, HUB, LIST_GROUP))
+            cursor.execute(_LIST, (NAMESPACE, HUB, LIST_GROUP))
             cursor.fetchall()
 
+    def close(self) -> None:
+        self.autocommit.close()
+        self.in_transaction.close()
 
-def _connector(ctx: Context) -> Any:
-    """A function opening PyMySQL connections (``autocommit`` argument), or why it can't."""
+
+def _database(ctx: Context, admin: Any, url: sa.URL, purpose: str) -> str:
+    """A new database at the head revision, dropped at the end; returns its URL."""
+    name = unique_name(f"bench_{purpose}")
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    ctx.cleanup.callback(_drop, admin, name)
+    database_url = url.set(database=name).render_as_string(hide_password=False)
+    m.upgrade(database_url)
+    return database_url
+
+
+def _connector(ctx: Context) -> Callable[[str | None, bool], Any] | str:
+    """A function opening PyMySQL connections (database, autocommit), or why it can't."""
     try:
         import pymysql
     except ImportError as exc:
         return f"unavailable: PyMySQL is not installed ({exc})"
     url = sa.make_url(ctx.mysql_url)
 
-    def connect(autocommit: bool) -> Any:
+    def connect(database: str | None, autocommit: bool) -> Any:
         return pymysql.connect(
             host=url.host or "127.0.0.1",
             port=url.port or 3306,
             user=url.username or "root",
             password=url.password or "",
-            database=url.database,
+            database=database,
             autocommit=autocommit,
             connect_timeout=5,
             charset="utf8mb4",
         )
 
     try:
-        connect(True).close()
+        connect(url.database, True).close()
     except pymysql.Error as exc:
         return f"unavailable: {url.render_as_string(hide_password=True)} unreachable ({exc})"
     return connect
 
 
-def _drop(connection: Any, table: str) -> None:
+def _drop(connection: Any, database: str) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")

@@ -30,10 +30,12 @@ from streamcheckpoint.migrations import (
     ATTR_URL,
     CONTEXT_SCHEMA_OPTION,
     VERSION_TABLE,
+    release_migration_lock,
     take_migration_lock,
 )
 from streamcheckpoint.sql.engine import open_engine, resolve_url
-from streamcheckpoint.sql.schema import metadata
+from streamcheckpoint.sql.schema import hashed_metadata, metadata
+from streamcheckpoint.urls import mask_url, redact
 
 URL_VARIABLE = "STREAMCHECKPOINT_URL"
 
@@ -65,8 +67,9 @@ def target_schema(dialect_name: str) -> str | None:
 def configure_options(dialect_name: str) -> dict[str, Any]:
     """Options common to online and offline runs."""
     schema = target_schema(dialect_name)
+    hashed = dialect_name in ("mysql", "mariadb")
     return {
-        "target_metadata": metadata,
+        "target_metadata": hashed_metadata if hashed else metadata,
         "version_table": VERSION_TABLE,
         "version_table_schema": schema,
         "render_as_batch": True,
@@ -108,10 +111,21 @@ def run_migrations_online() -> None:
     except (ValueError, PersistError) as exc:
         raise CommandError(str(exc)) from exc
     try:
-        with engine.connect() as connection, connection.begin():
-            take_migration_lock(connection)
-            context.configure(connection=connection, **configure_options(connection.dialect.name))
-            context.run_migrations()
+        try:
+            connection_context = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            detail = redact(str(exc.orig), engine.url)
+            raise CommandError(f"could not connect to {mask_url(engine.url)}: {detail}") from exc
+        with connection_context as connection:
+            try:
+                with connection.begin():
+                    take_migration_lock(connection)
+                    context.configure(
+                        connection=connection, **configure_options(connection.dialect.name)
+                    )
+                    context.run_migrations()
+            finally:
+                release_migration_lock(connection)
     finally:
         engine.dispose()
 

@@ -90,6 +90,24 @@ def postgres_schema() -> Iterator[tuple[str, str]]:
         engine.dispose()
 
 
+@pytest.fixture
+def mysql_database() -> Iterator[str]:
+    """A fresh MySQL/MariaDB database for one test: yields a URL naming it, drops it afterwards."""
+    import sqlalchemy as sa
+
+    server = require_server(MYSQL_URL)
+    database = f"sc_test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(server)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"))
+    try:
+        yield sa.make_url(server).set(database=database).render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{database}`"))
+        engine.dispose()
+
+
 @dataclass
 class Backend:
     """One store under test. ``open()`` returns a new persister over the *same* store."""
@@ -117,6 +135,7 @@ BACKEND_NAMES = [
     "sqlite-file",
     "sqlite-memory",
     pytest.param("postgresql", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=pytest.mark.mysql),
 ]
 
 
@@ -166,6 +185,9 @@ def make_backend(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> B
     if name == "postgresql":
         url, schema = request.getfixturevalue("postgres_schema")
         return Backend(name, lambda **kw: SQLPersister(url, schema=schema, **kw))
+    if name == "mysql":
+        database_url = request.getfixturevalue("mysql_database")
+        return Backend(name, lambda **kw: SQLPersister(database_url, **kw))
     raise AssertionError(f"unknown backend {name}")
 
 
@@ -174,6 +196,7 @@ DURABLE_BACKEND_NAMES = [
     "file-go",
     "sqlite-file",
     pytest.param("postgresql", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=pytest.mark.mysql),
 ]
 
 

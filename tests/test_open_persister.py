@@ -127,7 +127,9 @@ def test_postgresql_urls_use_psycopg(postgres_schema: tuple[str, str]) -> None:
         ("nonsense", "not a URL"),
         ("", "not a URL"),
         ("oracle://scott:tiger@db.example/orcl", "'oracle' is not supported"),
-        ("mysql+nosuchdriver://root:pw@127.0.0.1/test", "'mysql' is not supported"),
+        ("mysql+nosuchdriver://root:pw@127.0.0.1/test", "driver 'nosuchdriver'"),
+        ("mariadb+mysqldb://root:pw@127.0.0.1/test", "use mariadb+pymysql://"),
+        ("mssql+pyodbc://sa:pw@127.0.0.1/test", "'mssql' is not supported"),
         ("postgresql+psycopg2://postgres:pw@127.0.0.1/test", "driver 'psycopg2'"),
         ("sqlite+nosuchdriver:///x.db", "driver 'nosuchdriver'"),
     ],
@@ -137,7 +139,7 @@ def test_bad_sql_urls_are_one_clear_line(url: str, says: str) -> None:
         open_persister(url)
     message = str(caught.value)
     assert "\n" not in message
-    assert "Supported" in message or "use postgresql+psycopg" in message
+    assert "Supported" in message or "+psycopg://" in message or "+pymysql://" in message
     for secret in ("tiger", ":pw@"):
         assert secret not in message
     if "@" in url:

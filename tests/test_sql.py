@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 
@@ -35,8 +35,8 @@ from streamcheckpoint import (
     SchemaError,
     SQLPersister,
 )
-from streamcheckpoint.sql.dialects import DIALECTS, PostgreSQLDialect, SQLiteDialect
-from streamcheckpoint.sql.schema import UTCDateTime
+from streamcheckpoint.sql.dialects import DIALECTS, MySQLDialect, PostgreSQLDialect, SQLiteDialect
+from streamcheckpoint.sql.schema import UTCDateTime, key_hash
 from streamcheckpoint.sql.statements import statements_for, write_params
 
 UTC = timezone.utc
@@ -95,11 +95,24 @@ def postgres_store(postgres_schema: tuple[str, str]) -> Iterator[Store]:
     store.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture
+def mysql_store(mysql_database: str) -> Iterator[Store]:
+    store = Store("mysql", mysql_database)
+    yield store
+    store.close()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 def store(request: pytest.FixtureRequest) -> Store:
-    """A new SQLite file, then a new PostgreSQL schema."""
-    name = "sqlite_store" if request.param == "sqlite" else "postgres_store"
-    result: Store = request.getfixturevalue(name)
+    """A new SQLite file, then a new PostgreSQL schema, then a new MySQL database."""
+    names = {"sqlite": "sqlite_store", "postgresql": "postgres_store", "mysql": "mysql_store"}
+    result: Store = request.getfixturevalue(names[request.param])
     return result
 
 
@@ -110,7 +123,9 @@ def test_table_has_the_columns_types_and_primary_key_of_the_spec(store: Store) -
     persister = store.open()
     inspector = sa.inspect(persister.engine)
     columns = {c["name"]: c for c in inspector.get_columns("checkpoints", schema=store.schema)}
+    hashed = ["key_hash"] if store.kind == "mysql" else []
     assert list(columns) == [
+        *hashed,
         *KEY_COLUMNS,
         "stream_offset",
         "sequence_number",
@@ -122,7 +137,8 @@ def test_table_has_the_columns_types_and_primary_key_of_the_spec(store: Store) -
         assert isinstance(key_type, sa.String)
         assert key_type.length == 256
         assert columns[name]["nullable"] is False
-    assert isinstance(columns["stream_offset"]["type"], sa.Text)
+    text_type = mysql.LONGTEXT if store.kind == "mysql" else sa.Text
+    assert isinstance(columns["stream_offset"]["type"], text_type)
     assert isinstance(columns["sequence_number"]["type"], sa.BigInteger)
     assert [columns[n]["nullable"] for n in ("stream_offset", "sequence_number")] == [False] * 2
     assert columns["enqueue_time"]["nullable"] is True
@@ -132,10 +148,58 @@ def test_table_has_the_columns_types_and_primary_key_of_the_spec(store: Store) -
         if store.kind == "postgresql":
             assert isinstance(column_type, postgresql.TIMESTAMP)
             assert column_type.timezone is True
+        elif store.kind == "mysql":
+            assert isinstance(column_type, mysql.DATETIME)
+            assert column_type.fsp == 6
         else:
             assert isinstance(column_type, sa.DateTime)
     primary_key = inspector.get_pk_constraint("checkpoints", schema=store.schema)
-    assert primary_key["constrained_columns"] == KEY_COLUMNS
+    assert primary_key["constrained_columns"] == (hashed or KEY_COLUMNS)
+
+
+def test_mysql_keys_on_a_checked_hash_with_exact_key_columns(mysql_store: Store) -> None:
+    persister = mysql_store.open()
+    inspector = sa.inspect(persister.engine)
+    columns = {c["name"]: c for c in inspector.get_columns("checkpoints")}
+    for name in KEY_COLUMNS:
+        assert getattr(columns[name]["type"], "collation", None) == "utf8mb4_nopad_bin"
+    assert isinstance(columns["key_hash"]["type"], mysql.BINARY)
+    assert columns["key_hash"]["type"].length == 32
+    [index] = inspector.get_indexes("checkpoints")
+    assert index["column_names"] == KEY_COLUMNS[:3]
+    [check] = inspector.get_check_constraints("checkpoints")
+    assert "sha2" in check["sqltext"].lower()
+    # Keys that a case- or pad-insensitive collation would merge are four checkpoints.
+    keys = [PartitionKey("ns", "hub", "cg", p) for p in ("p", "P", "p ", "\u00e9", "e\u0301")]
+    persister.write_many({key: Checkpoint(str(i), i) for i, key in enumerate(keys)})
+    for i, key in enumerate(keys):
+        assert persister.read(*key) == Checkpoint(str(i), i)
+    listed = [r.key.partition_id for r in persister.list("ns", "hub", "cg")]
+    assert sorted(listed) == sorted(k[3] for k in keys)
+    assert persister.list("ns", "hub", "CG") == []
+    assert persister.delete("ns", "hub", "cg", "p") == 1
+    assert persister.read("ns", "hub", "cg", "p ") == Checkpoint("2", 2)
+    # A row written by hand must carry the right hash: a wrong one is refused.
+    with pytest.raises(sa.exc.DBAPIError, match="ck_checkpoints_key_hash"):
+        mysql_store.sql(
+            "INSERT INTO {table} (key_hash, namespace, name, consumer_group, partition_id, "
+            "stream_offset, sequence_number) VALUES (UNHEX(SHA2('x', 256)), 'a', 'b', 'c', 'd', "
+            "'1', 1)"
+        )
+    mysql_store.sql(
+        "INSERT INTO {table} (key_hash, namespace, name, consumer_group, partition_id, "
+        "stream_offset, sequence_number) VALUES (UNHEX(SHA2(CONCAT_WS(X'00', 'a', 'b', 'c', "
+        "'d'), 256)), 'a', 'b', 'c', 'd', '1', 1)"
+    )
+    assert persister.read("a", "b", "c", "d") == Checkpoint("1", 1)
+
+
+def test_mysql_takes_the_longest_keys(mysql_store: Store) -> None:
+    persister = mysql_store.open()
+    key = PartitionKey(*(c * 256 for c in "\U0001f600\u00e9\u4e2dx"))
+    persister.write(*key, Checkpoint("o" * 100_000, 1))
+    assert persister.read(*key) == Checkpoint("o" * 100_000, 1)
+    assert [r.key for r in persister.list(*key[:3])] == [key]
 
 
 def test_postgresql_table_lives_in_the_given_schema(postgres_store: Store) -> None:
@@ -181,10 +245,16 @@ def test_updated_at_comes_from_the_database_clock(store: Store) -> None:
     persister = store.open()
     persister.write(*KEY, Checkpoint("1", 1))
     [record] = persister.list()
-    clock = "now()" if store.kind == "postgresql" else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    clock = {
+        "postgresql": "now()",
+        "mysql": "UTC_TIMESTAMP(6)",
+        "sqlite": "strftime('%Y-%m-%d %H:%M:%f', 'now')",
+    }[store.kind]
     [(database_now,)] = store.sql(f"SELECT {clock}")
     if isinstance(database_now, str):
-        database_now = datetime.fromisoformat(database_now).replace(tzinfo=UTC)
+        database_now = datetime.fromisoformat(database_now)
+    if database_now.tzinfo is None:  # SQLite's text, MySQL's DATETIME: UTC
+        database_now = database_now.replace(tzinfo=UTC)
     assert record.updated_at is not None
     assert record.updated_at.tzinfo == UTC
     assert timedelta(0) <= database_now - record.updated_at < timedelta(minutes=5)
@@ -202,6 +272,12 @@ def test_upserts_take_updated_at_from_the_database_not_from_a_parameter(dialect:
     for statement in (statements.upsert, statements.upsert_monotonic):
         compiled = statement.compile(dialect=sa_dialect)
         assert "updated_at" not in " ".join(compiled.params)
+        if dialect.name == "mysql":
+            # The column's default (UTC_TIMESTAMP(6)) on insert, the clock on update.
+            columns, update = compiled.string.split("ON DUPLICATE KEY UPDATE", 1)
+            assert "updated_at" not in columns
+            assert "UTC_TIMESTAMP(6)" in update
+            continue
         clock = "now()" if dialect.name == "postgresql" else "strftime("
         values = compiled.string.split("VALUES", 1)[1]
         assert clock in values
@@ -441,8 +517,11 @@ def test_arguments_are_type_checked(sqlite_store: Store) -> None:
 
 
 def test_unsupported_engines_are_refused_before_connecting() -> None:
-    engine = sa.create_engine("mysql+pymysql://root@127.0.0.1:1/none")
-    with pytest.raises(ValueError, match="mysql"):
+    import pymysql
+
+    # MySQL through the mysqlclient dialect (PyMySQL standing in for its module): not supported.
+    engine = sa.create_engine("mysql+mysqldb://root@127.0.0.1:1/none", module=pymysql)
+    with pytest.raises(ValueError, match=r"mysql\+mysqldb.*supported: .*mysql through pymysql"):
         SQLPersister(engine)
     engine.dispose()
 
@@ -586,6 +665,9 @@ def test_threads_share_an_in_memory_database() -> None:
 # -- monotonic: one statement --------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 @pytest.mark.parametrize("monotonic", [True, False])
 def test_monotonic_upsert_reports_its_verdict_in_the_row_count(
     store: Store, monotonic: bool
@@ -610,6 +692,25 @@ def test_monotonic_upsert_reports_its_verdict_in_the_row_count(
     else:
         assert counts == [1, 1, 1, 1]
         assert persister.read(*KEY).sequence_number == 3
+
+
+def test_mysql_monotonic_upsert_leaves_a_row_ahead_untouched(mysql_store: Store) -> None:
+    """ON DUPLICATE KEY UPDATE has no WHERE: every column must keep its value, updated_at too."""
+    persister = mysql_store.open()
+    persister.write(*KEY, Checkpoint("6", 6, datetime(2024, 1, 1, tzinfo=UTC)))
+    before = mysql_store.sql(
+        "SELECT stream_offset, sequence_number, enqueue_time, updated_at FROM {table}"
+    )
+    statement = statements_for(MySQLDialect()).upsert_monotonic
+    with persister.engine.begin() as connection:
+        connection.execute(
+            statement,
+            {"p_key_hash": key_hash(KEY), **write_params(KEY, Checkpoint("3", 3))},
+        )
+    after = mysql_store.sql(
+        "SELECT stream_offset, sequence_number, enqueue_time, updated_at FROM {table}"
+    )
+    assert after == before
 
 
 def test_monotonic_refusal_names_the_first_regressed_key_of_a_batch(store: Store) -> None:
@@ -976,3 +1077,67 @@ def test_invalid_arguments_are_refused_before_any_sql_runs(tmp_path: Path) -> No
     assert persister.list() == [persister.list()[0]]
     persister.close()
     engine.dispose()
+
+
+def test_batches_over_the_same_keys_in_opposite_orders_do_not_deadlock(store: Store) -> None:
+    """Rows are written in key order whatever the order given (PostgreSQL deadlocked before)."""
+    persister = store.open()
+    keys = [KEY._replace(partition_id=str(i)) for i in range(200)]
+
+    def writer(order: list[PartitionKey]) -> Callable[[], None]:
+        def work() -> None:
+            for round_number in range(10):
+                persister.write_many(
+                    [(k, Checkpoint(str(round_number), round_number)) for k in order]
+                )
+
+        return work
+
+    assert run_concurrently([writer(keys), writer(keys[::-1])]) == []
+    assert {r.checkpoint.sequence_number for r in persister.list()} == {9}
+
+
+def _kill_mysql_sessions(admin: sa.Engine, database: str) -> int:
+    """Kill every session using ``database``; return how many there were."""
+    with admin.connect() as connection:
+        ids = connection.execute(
+            sa.text("SELECT id FROM information_schema.processlist WHERE db = :db"),
+            {"db": database},
+        ).scalars()
+        killed = 0
+        for session in ids:
+            with contextlib.suppress(sa.exc.DBAPIError):  # it may have ended meanwhile
+                connection.execute(sa.text(f"KILL {int(session)}"))
+                killed += 1
+        return killed
+
+
+@pytest.mark.mysql
+def test_mysql_sessions_killed_between_calls_cost_nothing(mysql_database: str) -> None:
+    database = sa.make_url(mysql_database).database
+    assert database is not None
+    admin = sa.create_engine(sa.make_url(mysql_database).set(database="test"))
+    persister = SQLPersister(mysql_database)
+    try:
+        persister.write(*KEY, Checkpoint("0", 0))
+        for i in range(1, 4):
+            assert _kill_mysql_sessions(admin, database) >= 1
+            persister.write(*KEY, Checkpoint(str(i), i))
+            _kill_mysql_sessions(admin, database)
+            assert persister.read(*KEY) == Checkpoint(str(i), i)
+            _kill_mysql_sessions(admin, database)
+            persister.write_many({KEY._replace(partition_id="other"): Checkpoint(str(i), i)})
+            _kill_mysql_sessions(admin, database)
+            assert len(persister.list()) == 2
+    finally:
+        persister.close()
+        admin.dispose()
+
+
+@pytest.mark.mysql
+def test_mysql_unreachable_server_is_a_connection_error_with_the_password_masked() -> None:
+    with pytest.raises(PersistConnectionError) as caught:
+        SQLPersister("mysql+pymysql://root:s3cret@127.0.0.1:1/x")
+    message = str(caught.value)
+    assert "s3cret" not in message
+    assert "root:***@127.0.0.1:1/x" in message

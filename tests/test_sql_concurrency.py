@@ -102,3 +102,9 @@ def test_processes_share_one_postgresql_schema(
 ) -> None:
     url, schema = postgres_schema
     check_final_state(run_workers(url, schema, monotonic), monotonic)
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("monotonic", [False, True], ids=["overwrite", "monotonic"])
+def test_processes_share_one_mysql_database(mysql_database: str, monotonic: bool) -> None:
+    check_final_state(run_workers(mysql_database, None, monotonic), monotonic)

@@ -7,14 +7,15 @@ so a database whose application already uses Alembic (``alembic_version``) is le
 
 :func:`ensure_schema` is what a persister calls when it opens: when the database is already at
 :data:`HEAD_REVISION` it costs one ``SELECT`` and does not import Alembic. Migrations are
-serialized across hosts (a PostgreSQL advisory lock, SQLite's write lock) and the revision is
-read again once the lock is held, so many processes opening a new database at once do not race.
+serialized across hosts (a PostgreSQL advisory lock, SQLite's write lock, MySQL's
+``GET_LOCK``) and the revision is read again once the lock is held, so many processes opening
+a new database at once do not race.
 
 Every function takes a URL (``str`` or :class:`sqlalchemy.URL`; an engine is created as
 :class:`~streamcheckpoint.sql.SQLPersister` creates it, so the same URLs work, and disposed of)
 or an :class:`sqlalchemy.Engine` (used as is, not disposed of). Only the databases SQLPersister
 supports are accepted. ``schema=`` puts the table *and* the version table in that schema
-(PostgreSQL; the schema must exist).
+(PostgreSQL; on MySQL a schema is a database; it must exist).
 """
 
 from __future__ import annotations
@@ -360,10 +361,13 @@ def _migrate_locked(
 
     with _alembic_lock, _connect(engine) as conn:
         try:
-            with conn.begin():
-                take_migration_lock(conn)
-                _check_schema_exists(conn, engine, schema)
-                body(conn)
+            try:
+                with conn.begin():
+                    take_migration_lock(conn)
+                    _check_schema_exists(conn, engine, schema)
+                    body(conn)
+            finally:
+                release_migration_lock(conn)
         except sa.exc.DBAPIError as exc:
             raise SchemaError(
                 f"could not {action} the streamcheckpoint schema in "
@@ -383,10 +387,23 @@ def take_migration_lock(conn: sa.Connection) -> None:
     (:data:`~.sql.dialects.PG_MIGRATION_LOCK_KEY`). SQLite: the write lock, taken with
     ``BEGIN IMMEDIATE`` (``sqlite3`` begins transactions only at the first data-changing
     statement, on a persister's engine as on a plain one), unless a ``begin`` hook of the
-    engine has already begun one. Any other database: ``ValueError``, nothing is migrated
-    unlocked. Also used by ``env.py`` when the alembic command line runs the scripts.
+    engine has already begun one. MySQL/MariaDB: ``GET_LOCK`` (a session's lock: call
+    :func:`release_migration_lock` after the transaction). Any other database: ``ValueError``,
+    nothing is migrated unlocked. Also used by ``env.py`` when the alembic command line runs
+    the scripts.
     """
     _dialect_of(conn.engine).take_migration_lock(conn)
+
+
+def release_migration_lock(conn: sa.Connection) -> None:
+    """Release the migration lock once ``conn``'s transaction has ended, where it outlives it.
+
+    MySQL's ``GET_LOCK`` belongs to the session, not the transaction; elsewhere this does
+    nothing. A connection that is gone releases it anyway.
+    """
+    if conn.closed or conn.invalidated:
+        return
+    _dialect_of(conn.engine).release_migration_lock(conn)
 
 
 def _check_schema_exists(conn: sa.Connection, engine: sa.Engine, schema: str | None) -> None:

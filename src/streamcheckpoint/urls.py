@@ -7,7 +7,8 @@
     ``?layout=nested`` (the default) otherwise.
 anything else
     :class:`~streamcheckpoint.sql.SQLPersister`, e.g. ``sqlite:///checkpoints.db``,
-    ``sqlite://`` (in memory), ``postgresql+psycopg://user:password@host:5432/dbname``.
+    ``sqlite://`` (in memory), ``postgresql+psycopg://user:password@host:5432/dbname``,
+    ``mysql+pymysql://user:password@host:3306/dbname``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ __all__ = ["SUPPORTED_URLS", "bad_url_message", "mask_url", "open_persister", "r
 SUPPORTED_URLS = (
     "memory://, file:///absolute/dir or file:relative/dir (?layout=go|nested), "
     "sqlite:///path/to/file.db, sqlite:// (in memory), "
-    "postgresql+psycopg://user:password@host:5432/dbname"
+    "postgresql+psycopg://user:password@host:5432/dbname, "
+    "mysql+pymysql://user:password@host:3306/dbname"
 )
 """The URL forms :func:`open_persister` accepts, for error messages."""
 

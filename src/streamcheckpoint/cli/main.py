@@ -181,14 +181,14 @@ class _OneLineErrors(click.Group):
     envvar="STREAMCHECKPOINT_URL",
     default=DEFAULT_URL,
     show_default=True,
-    help="Checkpoint store: sqlite:///file.db, postgresql+psycopg://..., file:///dir[?layout=go], "
-    "memory://. Also read from STREAMCHECKPOINT_URL.",
+    help="Checkpoint store: sqlite:///file.db, postgresql+psycopg://..., mysql+pymysql://..., "
+    "file:///dir[?layout=go], memory://. Also read from STREAMCHECKPOINT_URL.",
 )
 @click.option(
     "--schema",
     envvar="STREAMCHECKPOINT_SCHEMA",
-    help="PostgreSQL schema holding the checkpoints table (default: the search path). "
-    "Also read from STREAMCHECKPOINT_SCHEMA.",
+    help="PostgreSQL schema (MySQL: database) holding the checkpoints table (default: the "
+    "search path; the URL's database). Also read from STREAMCHECKPOINT_SCHEMA.",
 )
 @click.version_option(package_name="streamcheckpoint")
 @click.pass_context
@@ -415,8 +415,8 @@ _COPY_BATCH = 500
 @click.option(
     "--monotonic", is_flag=True, help="Never move a destination checkpoint backwards (skip those)."
 )
-@click.option("--src-schema", help="PostgreSQL schema of SRC_URL (default: the global --schema).")
-@click.option("--dst-schema", help="PostgreSQL schema of DST_URL (default: the global --schema).")
+@click.option("--src-schema", help="Schema of SRC_URL (default: the global --schema).")
+@click.option("--dst-schema", help="Schema of DST_URL (default: the global --schema).")
 @click.pass_context
 @_handle_errors
 def copy(

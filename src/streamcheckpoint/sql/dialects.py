@@ -6,27 +6,29 @@ One :class:`Dialect` per database, decided once when a persister opens, instead 
 connection runs single statements and transactions, and which driver errors mean "unreachable"
 or "schema missing".
 
-Supported: SQLite through the standard library's ``sqlite3`` and PostgreSQL through psycopg 3.
+Supported: SQLite through the standard library's ``sqlite3``, PostgreSQL through psycopg 3, and
+MySQL/MariaDB through PyMySQL.
 """
 
 from __future__ import annotations
 
 import abc
+import copy
 import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool, StaticPool
 
 from ..errors import PersistError
-from .schema import UTCDateTime
+from .schema import UTCDateTime, checkpoints, hashed_checkpoints
 
 __all__ = [
     "DIALECTS",
@@ -35,6 +37,7 @@ __all__ = [
     "SQLITE_SYNCHRONOUS",
     "Dialect",
     "Failure",
+    "MySQLDialect",
     "PostgreSQLDialect",
     "SQLiteDialect",
     "dialect_for_engine",
@@ -57,6 +60,13 @@ _SQLITE_SYNCHRONOUS_CHOICES = ("OFF", "NORMAL", "FULL", "EXTRA")
 PG_MIGRATION_LOCK_KEY = int.from_bytes(b"stckmigr", "big", signed=True)
 """``pg_advisory_xact_lock`` key every streamcheckpoint process migrates under (an int64)."""
 
+MYSQL_MIGRATION_LOCK = "streamcheckpoint_migration"
+"""``GET_LOCK`` name every streamcheckpoint process migrates under on MySQL/MariaDB."""
+
+_MYSQL_MIGRATION_WAIT_S = 600
+
+_UPDATED_COLUMNS = ("stream_offset", "enqueue_time", "updated_at", "sequence_number")
+
 
 class Dialect(abc.ABC):
     """The differences of one database, as SQLPersister needs them."""
@@ -70,9 +80,28 @@ class Dialect(abc.ABC):
     url_example: ClassVar[str]
     """A URL of this kind, for error messages."""
 
+    aliases: ClassVar[tuple[str, ...]] = ()
+    """Other names SQLAlchemy gives the same database (``mariadb`` for ``mysql``)."""
+
     bare_names: ClassVar[tuple[str, ...]] = ()
     """URL schemes without ``+driver`` that mean this database with :attr:`driver`, where
     SQLAlchemy on its own would pick another driver or refuse the name."""
+
+    table: ClassVar[sa.Table] = checkpoints
+    """The ``checkpoints`` table as this database keys it (see :mod:`.schema`)."""
+
+    hashed_key: ClassVar[bool] = False
+    """Whether the table's key is ``key_hash`` (a write binds it before the key columns)."""
+
+    locks_rows: ClassVar[bool] = True
+    """Whether writers lock rows (not the whole database): a batch then writes its rows in key
+    order, so that two batches over the same keys can't deadlock."""
+
+    refusals_by_rowcount: ClassVar[bool] = True
+    """Whether a monotonic upsert's row count is 0 exactly when it refused the write.
+
+    Where it isn't, monotonic writes run in a transaction and read the rows back to tell.
+    """
 
     begin_sql: ClassVar[str]
     """What starts a write transaction on the kept write connection."""
@@ -88,9 +117,36 @@ class Dialect(abc.ABC):
     statement_options: ClassVar[Mapping[str, Any]] = {}
     """Execution options for reads and deletes (one statement each) through SQLAlchemy."""
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name SQLAlchemy gives this database."""
+        return (self.name, *self.aliases)
+
     @abc.abstractmethod
-    def insert(self, table: sa.Table) -> Any:
-        """This database's ``INSERT`` construct, which has ``on_conflict_do_update``."""
+    def upserts(self, values: Mapping[str, Any]) -> tuple[sa.Insert, sa.Insert]:
+        """``(upsert, monotonic upsert)`` of one row of :attr:`table` with ``values``.
+
+        Both insert the row or overwrite the stored checkpoint columns and ``updated_at`` (the
+        database's clock); the monotonic one leaves a stored row whose sequence number is
+        higher unchanged.
+        """
+
+    def key_match(self, key: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:
+        """The ``WHERE`` conditions selecting the row of a whole key (four bound values)."""
+        table = self.table
+        columns = (table.c.namespace, table.c.name, table.c.consumer_group, table.c.partition_id)
+        return [column == value for column, value in zip(columns, key, strict=True)]
+
+    def get_autocommit(self, connection: DBAPIConnection) -> Any:
+        """The driver connection's autocommit setting (see :attr:`autocommit`)."""
+        return getattr(connection, self.autocommit[0])
+
+    def set_autocommit(self, connection: DBAPIConnection, value: Any) -> None:
+        """Change the driver connection's autocommit setting."""
+        setattr(connection, self.autocommit[0], value)
+
+    def release_migration_lock(self, connection: sa.Connection) -> None:  # noqa: B027
+        """Release a migration lock that outlives transactions; called once they have ended."""
 
     @abc.abstractmethod
     def clock(self) -> sa.ColumnElement[Any]:
@@ -131,7 +187,29 @@ class Dialect(abc.ABC):
         return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
-class SQLiteDialect(Dialect):
+class _OnConflictDialect(Dialect):
+    """A database with ``INSERT ... ON CONFLICT (key) DO UPDATE``."""
+
+    @abc.abstractmethod
+    def insert(self, table: sa.Table) -> Any:
+        """This database's ``INSERT`` construct, which has ``on_conflict_do_update``."""
+
+    def upserts(self, values: Mapping[str, Any]) -> tuple[sa.Insert, sa.Insert]:
+        table = self.table
+        insert = self.insert(table).values(**values, updated_at=self.clock())
+        excluded = insert.excluded
+        changes = {name: excluded[name] for name in _UPDATED_COLUMNS}
+        key = list(table.primary_key.columns)
+        upsert = insert.on_conflict_do_update(index_elements=key, set_=changes)
+        monotonic = insert.on_conflict_do_update(
+            index_elements=key,
+            set_=changes,
+            where=table.c.sequence_number <= excluded.sequence_number,
+        )
+        return upsert, monotonic
+
+
+class SQLiteDialect(_OnConflictDialect):
     """SQLite through ``sqlite3``.
 
     An engine SQLPersister creates from a ``sqlite:///path`` URL gets, on every new connection:
@@ -165,6 +243,7 @@ class SQLiteDialect(Dialect):
 
     name = "sqlite"
     driver = "pysqlite"
+    locks_rows = False
     url_example = "sqlite:///path/to/checkpoints.db"
     begin_sql = "BEGIN IMMEDIATE"
     autocommit = ("isolation_level", None)
@@ -247,7 +326,7 @@ _PG_SCHEMA_STATES = frozenset({"42P01", "42703", "3F000"})
 _PG_GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
 
 
-class PostgreSQLDialect(Dialect):
+class PostgreSQLDialect(_OnConflictDialect):
     """PostgreSQL through psycopg 3.
 
     An engine SQLPersister creates is pooled with ``pool_pre_ping``, so that after a server
@@ -312,7 +391,126 @@ class PostgreSQLDialect(Dialect):
         return "other"
 
 
-DIALECTS: tuple[Dialect, ...] = (SQLiteDialect(), PostgreSQLDialect())
+# Client errors: can't connect, server gone away, lost connection, and the like.
+_MYSQL_GONE_CODES = frozenset({1040, 1044, 1045, 1049, 1053, 1927, 2002, 2003, 2005, 2006, 2013})
+# Server errors for a missing table or column.
+_MYSQL_SCHEMA_CODES = frozenset({1146, 1054})
+
+
+class MySQLDialect(Dialect):
+    """MySQL and MariaDB through PyMySQL.
+
+    The table is keyed on ``key_hash`` (see :mod:`.schema`): a write binds the hash, computed
+    in Python, and a read by key finds the row by the same hash, computed by the database from
+    the four bound key values. ``updated_at`` is ``UTC_TIMESTAMP(6)``.
+
+    An engine SQLPersister creates is pooled with ``pool_pre_ping`` (so a server restart costs
+    no call) and ``pool_recycle=3600`` (MySQL drops connections idle for ``wait_timeout``),
+    and connects with ``charset=utf8mb4`` and ``connect_timeout=10`` unless told otherwise.
+
+    ``INSERT ... ON DUPLICATE KEY UPDATE`` has no ``WHERE``: the monotonic upsert keeps a row
+    whose sequence number is higher by assigning every column its own value, and SQLAlchemy's
+    MySQL dialects always report rows found rather than changed, so a refused write can't be
+    told from a new row by its row count. Monotonic writes therefore run in a transaction that
+    reads the written rows back before it commits (two more round trips).
+    """
+
+    name = "mysql"
+    aliases = ("mariadb",)
+    driver = "pymysql"
+    url_example = "mysql+pymysql://user:password@host:3306/dbname"
+    # SQLAlchemy picks mysqlclient (MySQLdb) for these.
+    bare_names = ("mysql", "mariadb")
+    begin_sql = "BEGIN"
+    autocommit = ("autocommit_mode", True)
+    table = hashed_checkpoints
+    hashed_key = True
+    refusals_by_rowcount = False
+    statement_options: ClassVar[Mapping[str, Any]] = {"isolation_level": "AUTOCOMMIT"}
+
+    def upserts(self, values: Mapping[str, Any]) -> tuple[sa.Insert, sa.Insert]:
+        table = self.table
+        # updated_at is left to the column's default on insert, so that the VALUES list is
+        # nothing but placeholders: PyMySQL then sends an executemany as one multi-row INSERT.
+        insert = mysql.insert(table).values(**values)
+        new = insert.inserted
+        clock = self.clock()
+        changes = [(name, new[name]) for name in _UPDATED_COLUMNS if name != "updated_at"]
+        upsert = insert.on_duplicate_key_update([*changes, ("updated_at", clock)])
+        # Assignments run left to right and see the ones before them: the sequence number,
+        # which every condition reads, is assigned last.
+        accepted = table.c.sequence_number <= new.sequence_number
+        guarded = [
+            (name, sa.case((accepted, value), else_=table.c[name]))
+            for name, value in [*changes[:-1], ("updated_at", clock), changes[-1]]
+        ]
+        monotonic = insert.on_duplicate_key_update(guarded)
+        return upsert, monotonic
+
+    def key_match(self, key: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:
+        separator: sa.ColumnElement[Any] = sa.literal_column("X'00'")
+        digest = sa.func.unhex(
+            sa.func.sha2(sa.func.concat_ws(separator, *key), sa.literal_column("256"))
+        )
+        return [self.table.c.key_hash == digest]
+
+    def get_autocommit(self, connection: DBAPIConnection) -> Any:
+        return cast(Any, connection).get_autocommit()
+
+    def set_autocommit(self, connection: DBAPIConnection, value: Any) -> None:
+        cast(Any, connection).autocommit(value)
+
+    def clock(self) -> sa.ColumnElement[Any]:
+        return sa.literal_column("UTC_TIMESTAMP(6)")
+
+    def configure(
+        self, url: sa.URL, options: dict[str, Any]
+    ) -> tuple[sa.URL, dict[str, Any], ConnectHook | None]:
+        arguments = dict(options)
+        arguments.setdefault("pool_pre_ping", True)
+        arguments.setdefault("pool_recycle", 3600)
+        defaults = {
+            name: value
+            for name, value in (("charset", "utf8mb4"), ("connect_timeout", 10))
+            if name not in url.query
+        }
+        arguments["connect_args"] = {**defaults, **arguments.get("connect_args", {})}
+        return url, arguments, None
+
+    def compile_dialect(self, dialect: sa.Dialect) -> sa.Dialect:
+        # Positional parameters (%s): PyMySQL formats tuples without a dict per row.
+        positional: sa.Dialect = copy.copy(dialect)
+        positional.paramstyle = "format"
+        positional.positional = True
+        return positional
+
+    def take_migration_lock(self, connection: sa.Connection) -> None:
+        # A session-level lock: release_migration_lock() gives it back after the transaction.
+        got = connection.execute(
+            sa.select(sa.func.get_lock(MYSQL_MIGRATION_LOCK, _MYSQL_MIGRATION_WAIT_S))
+        ).scalar()
+        if got != 1:
+            raise PersistError(
+                f"timed out after {_MYSQL_MIGRATION_WAIT_S} s waiting for the migration lock "
+                f"{MYSQL_MIGRATION_LOCK!r} (another process is migrating, or holds it)"
+            )
+
+    def release_migration_lock(self, connection: sa.Connection) -> None:
+        connection.execute(sa.select(sa.func.release_lock(MYSQL_MIGRATION_LOCK)))
+        connection.commit()
+
+    def classify(self, error: BaseException) -> Failure:
+        import pymysql
+
+        code = error.args[0] if error.args and isinstance(error.args[0], int) else None
+        if code in _MYSQL_SCHEMA_CODES:
+            return "schema"
+        if isinstance(error, pymysql.InterfaceError) or code in _MYSQL_GONE_CODES:
+            return "connection"
+        return "other"
+
+
+DIALECTS: tuple[Dialect, ...] = (SQLiteDialect(), PostgreSQLDialect(), MySQLDialect())
 """Every supported database."""
 
 _SUPPORTED_TEXT = ", ".join(f"{d.name} through {d.driver} ({d.url_example})" for d in DIALECTS)
@@ -322,11 +520,11 @@ def dialect_for_url(url: sa.URL) -> Dialect:
     """The :class:`Dialect` for a parsed URL; ``ValueError`` if it isn't supported."""
     backend, _, driver = url.drivername.partition("+")
     for dialect in DIALECTS:
-        if backend == dialect.name:
+        if backend in dialect.names:
             if driver not in ("", dialect.driver):
                 raise ValueError(
                     f"the driver {driver!r} is not supported for {backend}; "
-                    f"use {dialect.name}+{dialect.driver}:// ({dialect.url_example})"
+                    f"use {backend}+{dialect.driver}:// ({dialect.url_example})"
                 )
             return dialect
     raise ValueError(f"the database {backend!r} is not supported")
@@ -336,7 +534,7 @@ def dialect_for_engine(engine: sa.Engine) -> Dialect:
     """The :class:`Dialect` for an existing engine; ``ValueError`` if it isn't supported."""
     name, driver = engine.dialect.name, engine.dialect.driver
     for dialect in DIALECTS:
-        if name == dialect.name and driver == dialect.driver:
+        if name in dialect.names and driver == dialect.driver:
             return dialect
     raise ValueError(
         f"streamcheckpoint can't use an engine for {name}+{driver}; supported: {_SUPPORTED_TEXT}"

@@ -32,12 +32,15 @@ from .dialects import Dialect
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["CompiledStatement", "WriteQueue", "Writer"]
+__all__ = ["CommitCheck", "CompiledStatement", "WriteQueue", "Writer"]
 
 _T = TypeVar("_T")
 
 Work = Callable[[DBAPIConnection, DBAPICursor], _T]
 """Something run on a driver connection and a cursor of it."""
+
+CommitCheck = Callable[[int, DBAPICursor], bool]
+"""Whether a transaction may commit, given its row count and its cursor."""
 
 
 class CompiledStatement:
@@ -240,7 +243,7 @@ class Writer:
             return int(cursor.rowcount)
 
         if self._shared:
-            return self._run(lambda c, cursor: self._transaction(c, cursor, run, _always))
+            return self._run(lambda c, cursor: self._transaction(c, cursor, run, _always)[0])
         return self._write(run)
 
     def execute_many(
@@ -248,11 +251,12 @@ class Writer:
         statement: CompiledStatement,
         rows: Iterable[Sequence[Any]],
         *,
-        commit_if: Callable[[int], bool],
-    ) -> int:
-        """Run ``statement`` for every row in one transaction; return the total row count.
+        commit_if: CommitCheck,
+    ) -> bool:
+        """Run ``statement`` for every row in one transaction; return whether it committed.
 
-        The transaction commits only if ``commit_if(row_count)`` is true, else rolls back.
+        The transaction commits only if ``commit_if(row_count, cursor)`` is true (it may run
+        queries on ``cursor``, inside the transaction), else rolls back.
         """
         parameters = statement.parameter_rows(rows)
 
@@ -260,7 +264,7 @@ class Writer:
             cursor.executemany(statement.sql, cast(Any, parameters))
             return int(cursor.rowcount)
 
-        return self._write(lambda c, cursor: self._transaction(c, cursor, run, commit_if))
+        return self._write(lambda c, cursor: self._transaction(c, cursor, run, commit_if)[1])
 
     def fetch(self, statement: CompiledStatement, values: Sequence[Any]) -> list[Sequence[Any]]:
         """Run the query ``statement``; return every row, unconverted (see ``convert_rows``).
@@ -282,19 +286,21 @@ class Writer:
         connection: DBAPIConnection,
         cursor: DBAPICursor,
         run: Work[int],
-        commit_if: Callable[[int], bool],
-    ) -> int:
+        commit_if: CommitCheck,
+    ) -> tuple[int, bool]:
+        """Run ``run`` in a transaction; return its row count and whether it committed."""
         cursor.execute(self._dialect.begin_sql)
         try:
             count = run(connection, cursor)
-            if commit_if(count):
+            committed = commit_if(count, cursor)
+            if committed:
                 connection.commit()
             else:
                 connection.rollback()
         except BaseException:
             _rollback_quietly(connection)
             raise
-        return count
+        return count, committed
 
     def close(self) -> None:
         """Close the kept connection (give it back, on a one-connection engine)."""
@@ -401,11 +407,10 @@ class Writer:
         connection = self._engine.raw_connection()
         if self._shared:
             return connection, None
-        attribute, value = self._dialect.autocommit
         try:
             driver = _driver(connection)
-            restore = getattr(driver, attribute)
-            setattr(driver, attribute, value)
+            restore = self._dialect.get_autocommit(driver)
+            self._dialect.set_autocommit(driver, self._dialect.autocommit[1])
         except BaseException:
             connection.invalidate()
             raise
@@ -420,14 +425,14 @@ class Writer:
             if cursor is not None:
                 cursor.close()
             if not self._shared:
-                setattr(_driver(connection), self._dialect.autocommit[0], restore)
+                self._dialect.set_autocommit(_driver(connection), restore)
         except self.driver_error as exc:
             connection.invalidate(exc)
             return
         connection.close()
 
 
-def _always(count: int) -> bool:
+def _always(count: int, cursor: DBAPICursor) -> bool:
     return True
 
 

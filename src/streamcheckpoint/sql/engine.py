@@ -28,7 +28,8 @@ def parse_url(url: str | sa.URL) -> sa.URL:
     """Parse ``url``; ``ValueError`` naming the (masked) URL and the supported forms if bad.
 
     A bare scheme name that means one of our databases with its driver (``postgresql://``,
-    ``postgres://``: see :attr:`.Dialect.bare_names`) gets that driver spelled out.
+    ``postgres://``, ``mysql://``, ``mariadb://``: see :attr:`.Dialect.bare_names`) gets that
+    driver spelled out.
     """
     try:
         parsed = sa.make_url(url)
@@ -36,7 +37,8 @@ def parse_url(url: str | sa.URL) -> sa.URL:
         raise ValueError(bad_url_message(url, f"it is not a URL ({exc})")) from exc
     for dialect in DIALECTS:
         if parsed.drivername in dialect.bare_names:
-            return parsed.set(drivername=f"{dialect.name}+{dialect.driver}")
+            backend = parsed.drivername if parsed.drivername in dialect.names else dialect.name
+            return parsed.set(drivername=f"{backend}+{dialect.driver}")
     return parsed
 
 

@@ -1,12 +1,14 @@
-"""SQLPersister: checkpoints in a SQL table (SQLite or PostgreSQL), through SQLAlchemy Core."""
+"""SQLPersister: checkpoints in a SQL table (SQLite, PostgreSQL, MySQL), via SQLAlchemy Core."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import operator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import DBAPICursor
 
 from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from ..errors import PersistConnectionError, PersistError, SchemaError
@@ -14,20 +16,20 @@ from ..migrations import ensure_schema, upgrade_commands
 from ..persister import BasePersister, check_monotonic
 from ..urls import mask_url, redact
 from .dialects import Failure
-from .driver import CompiledStatement, WriteQueue, Writer
+from .driver import CommitCheck, CompiledStatement, WriteQueue, Writer
 from .engine import open_engine, shared_connection_lock
 from .statements import (
     KEY_PARAMS,
-    WRITE_PARAMS,
     checkpoint_from_row,
     corrupt_row_error,
     key_params,
     record_from_row,
     statements_for,
-    write_values,
 )
 
 __all__ = ["SQLPersister"]
+
+_by_key = operator.itemgetter(0)
 
 # A monotonic write refused because of a row that then changed before we could read it (a
 # delete, or a non-monotonic writer) is tried again; this many times at most.
@@ -35,29 +37,33 @@ _MONOTONIC_ATTEMPTS = 5
 
 
 class SQLPersister(BasePersister):
-    """Checkpoints in the ``checkpoints`` table of a SQLite or PostgreSQL database.
+    """Checkpoints in the ``checkpoints`` table of a SQLite, PostgreSQL, MySQL or MariaDB database.
 
     ``url_or_engine`` is a URL (``sqlite:///path.db``, ``sqlite://`` for in memory,
-    ``postgresql+psycopg://user:password@host/db``; ``postgresql://`` and ``postgres://`` mean
-    psycopg too) or an existing :class:`sqlalchemy.Engine`, used as it is and left open by
+    ``postgresql+psycopg://user:password@host/db``, ``mysql+pymysql://user:password@host/db``;
+    ``postgresql://`` and ``postgres://`` mean psycopg too, ``mysql://`` and ``mariadb://``
+    PyMySQL) or an existing :class:`sqlalchemy.Engine`, used as it is and left open by
     :meth:`close` (an in-memory SQLite engine must be one whose connection all threads share:
     ``poolclass=StaticPool, connect_args={"check_same_thread": False}``). An engine created
     from a URL gets ``engine_options`` (passed to :func:`sqlalchemy.create_engine`) and the
     settings documented in :mod:`streamcheckpoint.sql.dialects`: for SQLite WAL,
     ``synchronous=FULL`` (``?synchronous=NORMAL`` trades durability for speed),
     ``busy_timeout=5000`` and write transactions that take the write lock first; for PostgreSQL
-    a pool with ``pool_pre_ping`` and UTC sessions. The engine in use is :attr:`engine`.
+    a pool with ``pool_pre_ping`` and UTC sessions; for MySQL ``pool_pre_ping``,
+    ``pool_recycle=3600`` and ``utf8mb4``. The engine in use is :attr:`engine`.
 
-    ``schema`` puts the table in that PostgreSQL schema (it must exist; not supported on
-    SQLite). The schema belongs to the Alembic migrations shipped with the package: with
-    ``migrate=True`` (the default) opening upgrades the database to the current revision,
-    serialized across processes; with ``migrate=False`` opening raises
+    ``schema`` puts the table in that PostgreSQL schema, or that MySQL database (it must exist;
+    not supported on SQLite). The schema belongs to the Alembic migrations shipped with the
+    package: with ``migrate=True`` (the default) opening upgrades the database to the current
+    revision, serialized across processes; with ``migrate=False`` opening raises
     :class:`~streamcheckpoint.errors.SchemaError`, naming the command to run, unless the
     database is already current.
 
     ``updated_at`` comes from the database's clock. Each ``write`` is one upsert statement, and
     ``write_many`` one transaction. With ``monotonic=True`` the "never backwards" check is part
     of the upsert itself, so concurrent writers in any number of processes can't race past it.
+    (On MySQL a monotonic write is a transaction that also reads the rows back before it
+    commits; see :class:`~.dialects.MySQLDialect`.)
 
     Driver errors are raised as :class:`~streamcheckpoint.errors.PersistConnectionError`
     (unreachable), :class:`~streamcheckpoint.errors.SchemaError` (table missing) or
@@ -110,7 +116,14 @@ class SQLPersister(BasePersister):
             options["schema_translate_map"] = {None: schema}
         self._executor = engine.execution_options(**options)
         upsert = self._statements.upsert_monotonic if monotonic else self._statements.upsert
-        self._upsert = CompiledStatement(upsert, WRITE_PARAMS, engine, dialect, schema)
+        self._write_values = self._statements.write_values
+        self._upsert = CompiledStatement(
+            upsert, self._statements.write_params, engine, dialect, schema
+        )
+        # Where the row count can't say a monotonic write was refused, every write that must
+        # know runs as a transaction that reads back.
+        self._transactional_writes = monotonic and not dialect.refusals_by_rowcount
+        self._sort_batches = dialect.locks_rows
         self._select = CompiledStatement(
             self._statements.select_checkpoint, KEY_PARAMS, engine, dialect, schema
         )
@@ -128,8 +141,11 @@ class SQLPersister(BasePersister):
 
     def _write(self, key: PartitionKey, checkpoint: Checkpoint) -> None:
         # The hot path: no context managers, the writer takes the locks it needs.
+        if self._transactional_writes:
+            self._write_batch([(key, checkpoint)], "write")
+            return
         try:
-            written = self._writer.execute(self._upsert, write_values(key, checkpoint))
+            written = self._writer.execute(self._upsert, self._write_values(key, checkpoint))
         except self._errors as exc:
             raise self._translate(exc, "write", key) from exc
         if self.monotonic and written == 0:
@@ -142,16 +158,17 @@ class SQLPersister(BasePersister):
 
     def _write_batch(self, pairs: list[tuple[PartitionKey, Checkpoint]], action: str) -> None:
         """Write ``pairs`` in one transaction; in monotonic mode, all of them or none."""
-        rows = [write_values(key, checkpoint) for key, checkpoint in pairs]
+        write_values = self._write_values
+        ordered = sorted(pairs, key=_by_key) if self._sort_batches else pairs
+        rows = [write_values(key, checkpoint) for key, checkpoint in ordered]
         key = pairs[0][0] if len(pairs) == 1 else None
+        commit_if = self._commit_check(pairs)
         for _ in range(_MONOTONIC_ATTEMPTS):
             try:
-                written = self._writer.execute_many(
-                    self._upsert, rows, commit_if=self._all_written(len(rows))
-                )
+                committed = self._writer.execute_many(self._upsert, rows, commit_if=commit_if)
             except self._errors as exc:
                 raise self._translate(exc, action, key) from exc
-            if not self.monotonic or written == len(rows):
+            if committed:
                 return
             # Some row was refused and the whole batch rolled back: which one, and why?
             self._raise_regression(pairs)
@@ -214,11 +231,26 @@ class SQLPersister(BasePersister):
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _all_written(self, expected: int) -> Callable[[int], bool]:
+    def _commit_check(self, pairs: Sequence[tuple[PartitionKey, Checkpoint]]) -> CommitCheck:
         """Whether a batch may commit: in monotonic mode only if no row was refused."""
         if not self.monotonic:
-            return lambda count: True
-        return lambda count: count == expected
+            return lambda count, cursor: True
+        if not self._transactional_writes:
+            expected = len(pairs)
+            return lambda count, cursor: count == expected
+        return lambda count, cursor: self._none_refused(cursor, pairs)
+
+    def _none_refused(
+        self, cursor: DBAPICursor, pairs: Sequence[tuple[PartitionKey, Checkpoint]]
+    ) -> bool:
+        """Read the rows a monotonic batch wrote, in its transaction: was any left ahead?"""
+        select = self._select
+        for key, checkpoint in pairs:
+            cursor.execute(select.sql, select.parameters(key))
+            row = cursor.fetchone()
+            if row is None or row[1] > checkpoint.sequence_number:
+                return False
+        return True
 
     def _find_corrupt_row(self, connection: sa.Connection, prefix: tuple[str, ...]) -> None:
         """Raise the CorruptCheckpointError naming the first unreadable row under ``prefix``."""

@@ -1,19 +1,38 @@
 """The ``checkpoints`` table, as the code sees it. Alembic's scripts in ``migrations/`` create it.
 
 No column is an SQL reserved word, so hand-written SQL needs no quoting.
+
+SQLite and PostgreSQL key the table on its four key columns (:data:`checkpoints`). MySQL and
+MariaDB can't: InnoDB keys are at most 3072 bytes and four ``VARCHAR(256)`` in ``utf8mb4`` need
+4096. There the primary key is ``key_hash``, the SHA-256 of the four components joined by NUL
+(which a component can't contain), and a ``CHECK`` constraint holds it to that, so a row
+written by hand with a wrong hash is refused (:data:`hashed_checkpoints`). The key columns use a
+binary, no-pad collation there, so names that differ in case or trailing spaces stay distinct.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
 from ..checkpoint import MAX_KEY_LENGTH
 
-__all__ = ["TABLE_NAME", "UTCDateTime", "checkpoints", "metadata"]
+__all__ = [
+    "KEY_HASH_SQL",
+    "TABLE_NAME",
+    "UTCDateTime",
+    "checkpoints",
+    "hashed_checkpoints",
+    "hashed_metadata",
+    "key_hash",
+    "metadata",
+]
 
 TABLE_NAME = "checkpoints"
 
@@ -28,6 +47,12 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        # MySQL's DATETIME keeps whole seconds unless asked for microseconds.
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(self.impl)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -60,4 +85,38 @@ checkpoints = sa.Table(
     sa.Column("sequence_number", sa.BigInteger(), nullable=False),
     sa.Column("enqueue_time", UTCDateTime(), nullable=True),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+
+KEY_HASH_SQL = (
+    "key_hash = UNHEX(SHA2(CONCAT_WS(X'00', namespace, name, consumer_group, partition_id), 256))"
+)
+"""The rule ``hashed_checkpoints.key_hash`` follows, as the CHECK constraint states it."""
+
+
+def key_hash(key: Sequence[str]) -> bytes:
+    """The ``key_hash`` of a key on MySQL and MariaDB: SHA-256 of its components joined by NUL."""
+    return hashlib.sha256("\0".join(key).encode()).digest()
+
+
+hashed_metadata = sa.MetaData()
+
+hashed_checkpoints = sa.Table(
+    TABLE_NAME,
+    hashed_metadata,
+    sa.Column("key_hash", mysql.BINARY(32), primary_key=True),
+    sa.Column("namespace", sa.String(MAX_KEY_LENGTH), nullable=False),
+    sa.Column("name", sa.String(MAX_KEY_LENGTH), nullable=False),
+    sa.Column("consumer_group", sa.String(MAX_KEY_LENGTH), nullable=False),
+    sa.Column("partition_id", sa.String(MAX_KEY_LENGTH), nullable=False),
+    sa.Column("stream_offset", mysql.LONGTEXT(), nullable=False),
+    sa.Column("sequence_number", sa.BigInteger(), nullable=False),
+    sa.Column("enqueue_time", UTCDateTime(), nullable=True),
+    sa.Column(
+        "updated_at", UTCDateTime(), nullable=False, server_default=sa.text("(UTC_TIMESTAMP(6))")
+    ),
+    sa.Index("ix_checkpoints_group", "namespace", "name", "consumer_group"),
+    sa.CheckConstraint(sa.text(KEY_HASH_SQL), name="ck_checkpoints_key_hash"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
 )

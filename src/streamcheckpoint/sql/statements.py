@@ -6,17 +6,18 @@ values those statements name, and the row mappings turn result rows back into
 :class:`~streamcheckpoint.Checkpoint` and :class:`~streamcheckpoint.CheckpointRecord`. The sync
 persister executes them, and so can any other executor (an asyncio persister, an adapter).
 
-Writes are one ``INSERT ... ON CONFLICT (key) DO UPDATE`` each. The monotonic variant adds
-``WHERE checkpoints.sequence_number <= excluded.sequence_number`` to the update, so a write that
-would move a checkpoint backwards changes nothing and reports a row count of 0: the comparison
-and the write are one statement, with no read-then-write race. ``updated_at`` always comes from
-the database's clock, so hosts with skewed clocks agree.
+Writes are one ``INSERT ... ON CONFLICT (key) DO UPDATE`` each (``ON DUPLICATE KEY UPDATE`` on
+MySQL). The monotonic variant adds ``WHERE checkpoints.sequence_number <=
+excluded.sequence_number`` to the update, so a write that would move a checkpoint backwards
+changes nothing and reports a row count of 0: the comparison and the write are one statement,
+with no read-then-write race (MySQL: see :class:`~.dialects.MySQLDialect`). ``updated_at``
+always comes from the database's clock, so hosts with skewed clocks agree.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +26,10 @@ import sqlalchemy as sa
 from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from ..errors import CorruptCheckpointError
 from .dialects import Dialect
-from .schema import checkpoints
+from .schema import key_hash
 
 __all__ = [
+    "HASHED_WRITE_PARAMS",
     "KEY_PARAMS",
     "WRITE_PARAMS",
     "Statements",
@@ -38,6 +40,7 @@ __all__ = [
     "statements_for",
     "write_params",
     "write_values",
+    "write_values_hashed",
 ]
 
 KEY_PARAMS = ("p_namespace", "p_name", "p_consumer_group", "p_partition_id")
@@ -46,25 +49,25 @@ KEY_PARAMS = ("p_namespace", "p_name", "p_consumer_group", "p_partition_id")
 WRITE_PARAMS = (*KEY_PARAMS, "p_offset", "p_sequence_number", "p_enqueue_time")
 """Names of the bound values of an upsert, in the order :func:`write_values` returns them."""
 
-_KEY_COLUMNS = (
-    checkpoints.c.namespace,
-    checkpoints.c.name,
-    checkpoints.c.consumer_group,
-    checkpoints.c.partition_id,
-)
-_CHECKPOINT_COLUMNS = (
-    checkpoints.c.stream_offset,
-    checkpoints.c.sequence_number,
-    checkpoints.c.enqueue_time,
-)
+HASHED_WRITE_PARAMS = ("p_key_hash", *WRITE_PARAMS)
+"""The bound values of an upsert where the table is keyed on ``key_hash`` (MySQL)."""
+
+_KEY_NAMES = ("namespace", "name", "consumer_group", "partition_id")
+_CHECKPOINT_NAMES = ("stream_offset", "sequence_number", "enqueue_time")
 
 
 @dataclass(frozen=True)
 class Statements:
     """Every statement a persister runs, for one database.
 
-    Upserts take :data:`WRITE_PARAMS`; the others take the first ``n`` of :data:`KEY_PARAMS`.
+    Upserts take :attr:`write_params`; the others take the first ``n`` of :data:`KEY_PARAMS`.
     """
+
+    write_params: tuple[str, ...]
+    """The upserts' bound values, in the order :attr:`write_values` returns them."""
+
+    write_values: Callable[[PartitionKey, Checkpoint], tuple[Any, ...]]
+    """The values of an upsert for a key and a checkpoint."""
 
     upsert: sa.Insert
     """Insert or overwrite one checkpoint; row count 1."""
@@ -88,31 +91,26 @@ class Statements:
     """Delete one partition's checkpoint (four key values)."""
 
 
-def _key_filter(length: int) -> list[sa.ColumnElement[bool]]:
+def _key_filter(dialect: Dialect, length: int) -> list[sa.ColumnElement[bool]]:
+    """``WHERE`` conditions for the first ``length`` key components, bound as KEY_PARAMS."""
+    if length == len(KEY_PARAMS):
+        return dialect.key_match([sa.bindparam(param, type_=sa.String()) for param in KEY_PARAMS])
+    columns = [dialect.table.c[name] for name in _KEY_NAMES[:length]]
     return [
-        column == sa.bindparam(param)
-        for column, param in zip(_KEY_COLUMNS[:length], KEY_PARAMS, strict=False)
+        column == sa.bindparam(param) for column, param in zip(columns, KEY_PARAMS, strict=False)
     ]
 
 
 def _upserts(dialect: Dialect) -> tuple[sa.Insert, sa.Insert]:
-    columns = (*_KEY_COLUMNS, *_CHECKPOINT_COLUMNS)
+    table = dialect.table
+    names = (*_KEY_NAMES, *_CHECKPOINT_NAMES)
     values: dict[str, Any] = {
-        column.name: sa.bindparam(param, type_=column.type)
-        for column, param in zip(columns, WRITE_PARAMS, strict=True)
+        name: sa.bindparam(param, type_=table.c[name].type)
+        for name, param in zip(names, WRITE_PARAMS, strict=True)
     }
-    insert = dialect.insert(checkpoints).values(**values, updated_at=dialect.clock())
-    excluded = insert.excluded
-    changes = {
-        name: excluded[name]
-        for name in ("stream_offset", "sequence_number", "enqueue_time", "updated_at")
-    }
-    upsert = insert.on_conflict_do_update(index_elements=list(_KEY_COLUMNS), set_=changes)
-    monotonic = insert.on_conflict_do_update(
-        index_elements=list(_KEY_COLUMNS),
-        set_=changes,
-        where=checkpoints.c.sequence_number <= excluded.sequence_number,
-    )
+    if dialect.hashed_key:
+        values = {"key_hash": sa.bindparam("p_key_hash", type_=table.c.key_hash.type), **values}
+    upsert, monotonic = dialect.upserts(values)
     # The row count is the monotonic verdict; SQLAlchemy with psycopg reports -1 without this.
     return (
         upsert.execution_options(preserve_rowcount=True),
@@ -123,17 +121,23 @@ def _upserts(dialect: Dialect) -> tuple[sa.Insert, sa.Insert]:
 @functools.cache
 def statements_for(dialect: Dialect) -> Statements:
     """Build (once per database) every statement a persister runs."""
+    table = dialect.table
+    key_columns = [table.c[name] for name in _KEY_NAMES]
+    checkpoint_columns = [table.c[name] for name in _CHECKPOINT_NAMES]
     upsert, upsert_monotonic = _upserts(dialect)
-    records = sa.select(*_KEY_COLUMNS, *_CHECKPOINT_COLUMNS, checkpoints.c.updated_at)
-    keys = sa.select(*_KEY_COLUMNS)
+    records = sa.select(*key_columns, *checkpoint_columns, table.c.updated_at)
+    keys = sa.select(*key_columns)
+    hashed = dialect.hashed_key
     return Statements(
+        write_params=HASHED_WRITE_PARAMS if hashed else WRITE_PARAMS,
+        write_values=write_values_hashed if hashed else write_values,
         upsert=upsert,
         upsert_monotonic=upsert_monotonic,
-        select_checkpoint=sa.select(*_CHECKPOINT_COLUMNS).where(*_key_filter(4)),
-        select_records=tuple(records.where(*_key_filter(n)) for n in range(5)),
-        select_keys=tuple(keys.where(*_key_filter(n)) for n in range(5)),
-        delete_group=sa.delete(checkpoints).where(*_key_filter(3)),
-        delete_partition=sa.delete(checkpoints).where(*_key_filter(4)),
+        select_checkpoint=sa.select(*checkpoint_columns).where(*_key_filter(dialect, 4)),
+        select_records=tuple(records.where(*_key_filter(dialect, n)) for n in range(5)),
+        select_keys=tuple(keys.where(*_key_filter(dialect, n)) for n in range(5)),
+        delete_group=sa.delete(table).where(*_key_filter(dialect, 3)),
+        delete_partition=sa.delete(table).where(*_key_filter(dialect, 4)),
     )
 
 
@@ -143,6 +147,17 @@ def statements_for(dialect: Dialect) -> Statements:
 def write_values(key: PartitionKey, checkpoint: Checkpoint) -> tuple[Any, ...]:
     """The values of an upsert, in :data:`WRITE_PARAMS` order."""
     return (*key, checkpoint.offset, checkpoint.sequence_number, checkpoint.enqueue_time)
+
+
+def write_values_hashed(key: PartitionKey, checkpoint: Checkpoint) -> tuple[Any, ...]:
+    """The values of an upsert, in :data:`HASHED_WRITE_PARAMS` order."""
+    return (
+        key_hash(key),
+        *key,
+        checkpoint.offset,
+        checkpoint.sequence_number,
+        checkpoint.enqueue_time,
+    )
 
 
 def write_params(key: PartitionKey, checkpoint: Checkpoint) -> dict[str, Any]:
