@@ -640,3 +640,28 @@ def test_record_sort_key_orders_by_key_then_natural_partition() -> None:
     random.Random(3).shuffle(shuffled)
     assert shuffled != expected
     assert sorted(shuffled, key=record_sort_key) == expected
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.one_of(
+            st.from_regex(r"[0-9]{1,25}", fullmatch=True),
+            st.text(alphabet="0123456789a-_٣", min_size=1, max_size=8),
+        ),
+        min_size=2,
+    )
+)
+def test_natural_sort_key_orders_all_digit_ids_like_mixed_ones(ids: list[str]) -> None:
+    """The all-digits shortcut sorts exactly as the general digit-run split does."""
+    import re
+
+    def general(text: str) -> list[object]:
+        parts: list[object] = re.split(r"([0-9]+)", text)
+        for i in range(1, len(parts), 2):
+            parts[i] = (int(str(parts[i])), parts[i])
+        return parts
+
+    assert sorted(ids, key=natural_sort_key) == sorted(ids, key=general)
+    for text in ids:
+        assert natural_sort_key(text) == general(text)

@@ -339,6 +339,8 @@ _DIGITS = re.compile(r"([0-9]+)", re.ASCII)
 
 def natural_sort_key(text: str) -> list[Any]:
     """Sort key putting ``"2"`` before ``"10"``: digit runs compare as numbers."""
+    if text.isdigit() and text.isascii():  # most partition ids; what the split below gives
+        return ["", (int(text), text), ""]
     parts: list[Any] = _DIGITS.split(text)
     for i in range(1, len(parts), 2):
         parts[i] = (int(parts[i]), parts[i])

@@ -13,7 +13,7 @@ binary, no-pad collation there, so names that differ in case or trailing spaces 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -62,6 +62,13 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         utc = value.astimezone(timezone.utc)
         return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
 
+    def result_processor(
+        self, dialect: Dialect, coltype: object
+    ) -> Callable[[Any], datetime | None] | None:
+        if dialect.name == "sqlite":
+            return _from_sqlite_text  # one C parse instead of SQLAlchemy's regex, then ours
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -70,6 +77,27 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+_SQLITE_TEXT_LENGTH = len("2026-01-01 00:00:00.000000")
+
+
+def _from_sqlite_text(value: Any) -> datetime | None:
+    """Read SQLite's stored text (UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``) as an aware datetime.
+
+    Text written by hand in another ISO 8601 form is read too; an offset in it is honoured.
+    Anything else raises ``ValueError``/``TypeError`` (a corrupt row).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected timestamp text from SQLite, got {value!r}")
+    if len(value) == _SQLITE_TEXT_LENGTH:  # what we store: parse it as UTC in one call
+        return datetime.fromisoformat(value + "+00:00")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
 
 
 metadata = sa.MetaData()
