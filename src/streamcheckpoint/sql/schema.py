@@ -24,6 +24,7 @@ from sqlalchemy.engine import Dialect
 from ..checkpoint import MAX_KEY_LENGTH
 
 __all__ = [
+    "KEY_COLUMN_NAMES",
     "KEY_HASH_SQL",
     "TABLE_NAME",
     "UTCDateTime",
@@ -100,21 +101,35 @@ def _from_sqlite_text(value: Any) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
+KEY_COLUMN_NAMES = ("namespace", "name", "consumer_group", "partition_id")
+"""The key columns, in key order."""
+
+
+def _columns(*, hashed: bool) -> list[sa.Column[Any]]:
+    """The table's columns; ``hashed``: MySQL's form, keyed on ``key_hash``."""
+    key: list[sa.Column[Any]] = [
+        sa.Column(name, sa.String(MAX_KEY_LENGTH), nullable=False) for name in KEY_COLUMN_NAMES
+    ]
+    if hashed:
+        key.insert(0, sa.Column("key_hash", mysql.BINARY(32), nullable=False))
+    updated_default = sa.text("(UTC_TIMESTAMP(6))") if hashed else None
+    return [
+        *key,
+        sa.Column("stream_offset", mysql.LONGTEXT() if hashed else sa.Text(), nullable=False),
+        sa.Column("sequence_number", sa.BigInteger(), nullable=False),
+        sa.Column("enqueue_time", UTCDateTime(), nullable=True),
+        sa.Column("updated_at", UTCDateTime(), nullable=False, server_default=updated_default),
+    ]
+
+
 metadata = sa.MetaData()
 
 checkpoints = sa.Table(
     TABLE_NAME,
     metadata,
-    sa.Column("namespace", sa.String(MAX_KEY_LENGTH), primary_key=True),
-    sa.Column("name", sa.String(MAX_KEY_LENGTH), primary_key=True),
-    sa.Column("consumer_group", sa.String(MAX_KEY_LENGTH), primary_key=True),
-    sa.Column("partition_id", sa.String(MAX_KEY_LENGTH), primary_key=True),
-    sa.Column("stream_offset", sa.Text(), nullable=False),
-    sa.Column("sequence_number", sa.BigInteger(), nullable=False),
-    sa.Column("enqueue_time", UTCDateTime(), nullable=True),
-    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    *_columns(hashed=False),
+    sa.PrimaryKeyConstraint(*KEY_COLUMN_NAMES),
 )
-
 
 KEY_HASH_SQL = (
     "key_hash = UNHEX(SHA2(CONCAT_WS(X'00', namespace, name, consumer_group, partition_id), 256))"
@@ -132,17 +147,8 @@ hashed_metadata = sa.MetaData()
 hashed_checkpoints = sa.Table(
     TABLE_NAME,
     hashed_metadata,
-    sa.Column("key_hash", mysql.BINARY(32), primary_key=True),
-    sa.Column("namespace", sa.String(MAX_KEY_LENGTH), nullable=False),
-    sa.Column("name", sa.String(MAX_KEY_LENGTH), nullable=False),
-    sa.Column("consumer_group", sa.String(MAX_KEY_LENGTH), nullable=False),
-    sa.Column("partition_id", sa.String(MAX_KEY_LENGTH), nullable=False),
-    sa.Column("stream_offset", mysql.LONGTEXT(), nullable=False),
-    sa.Column("sequence_number", sa.BigInteger(), nullable=False),
-    sa.Column("enqueue_time", UTCDateTime(), nullable=True),
-    sa.Column(
-        "updated_at", UTCDateTime(), nullable=False, server_default=sa.text("(UTC_TIMESTAMP(6))")
-    ),
+    *_columns(hashed=True),
+    sa.PrimaryKeyConstraint("key_hash"),
     sa.Index("ix_checkpoints_group", "namespace", "name", "consumer_group"),
     sa.CheckConstraint(sa.text(KEY_HASH_SQL), name="ck_checkpoints_key_hash"),
     mysql_engine="InnoDB",

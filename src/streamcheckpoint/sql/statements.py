@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from ..errors import CorruptCheckpointError
 from .dialects import Dialect
-from .schema import key_hash
+from .schema import KEY_COLUMN_NAMES, key_hash
 
 __all__ = [
     "HASHED_WRITE_PARAMS",
@@ -52,7 +52,7 @@ WRITE_PARAMS = (*KEY_PARAMS, "p_offset", "p_sequence_number", "p_enqueue_time")
 HASHED_WRITE_PARAMS = ("p_key_hash", *WRITE_PARAMS)
 """The bound values of an upsert where the table is keyed on ``key_hash`` (MySQL)."""
 
-_KEY_NAMES = ("namespace", "name", "consumer_group", "partition_id")
+
 _CHECKPOINT_NAMES = ("stream_offset", "sequence_number", "enqueue_time")
 
 
@@ -95,7 +95,7 @@ def _key_filter(dialect: Dialect, length: int) -> list[sa.ColumnElement[bool]]:
     """``WHERE`` conditions for the first ``length`` key components, bound as KEY_PARAMS."""
     if length == len(KEY_PARAMS):
         return dialect.key_match([sa.bindparam(param, type_=sa.String()) for param in KEY_PARAMS])
-    columns = [dialect.table.c[name] for name in _KEY_NAMES[:length]]
+    columns = [dialect.table.c[name] for name in KEY_COLUMN_NAMES[:length]]
     return [
         column == sa.bindparam(param) for column, param in zip(columns, KEY_PARAMS, strict=False)
     ]
@@ -103,7 +103,7 @@ def _key_filter(dialect: Dialect, length: int) -> list[sa.ColumnElement[bool]]:
 
 def _upserts(dialect: Dialect) -> tuple[sa.Insert, sa.Insert]:
     table = dialect.table
-    names = (*_KEY_NAMES, *_CHECKPOINT_NAMES)
+    names = (*KEY_COLUMN_NAMES, *_CHECKPOINT_NAMES)
     values: dict[str, Any] = {
         name: sa.bindparam(param, type_=table.c[name].type)
         for name, param in zip(names, WRITE_PARAMS, strict=True)
@@ -122,7 +122,7 @@ def _upserts(dialect: Dialect) -> tuple[sa.Insert, sa.Insert]:
 def statements_for(dialect: Dialect) -> Statements:
     """Build (once per database) every statement a persister runs."""
     table = dialect.table
-    key_columns = [table.c[name] for name in _KEY_NAMES]
+    key_columns = [table.c[name] for name in KEY_COLUMN_NAMES]
     checkpoint_columns = [table.c[name] for name in _CHECKPOINT_NAMES]
     upsert, upsert_monotonic = _upserts(dialect)
     records = sa.select(*key_columns, *checkpoint_columns, table.c.updated_at)
