@@ -33,13 +33,18 @@ from streamcheckpoint.migrations import (
     release_migration_lock,
     take_migration_lock,
 )
+from streamcheckpoint.sql.dialects import Dialect, dialect_for_engine
 from streamcheckpoint.sql.engine import open_engine, resolve_url
-from streamcheckpoint.sql.schema import hashed_metadata, metadata
 from streamcheckpoint.urls import mask_url, redact
 
 URL_VARIABLE = "STREAMCHECKPOINT_URL"
 
 config = context.config
+
+
+def dialect_of(connection: sa.Connection) -> Dialect:
+    """The streamcheckpoint dialect of a live connection."""
+    return dialect_for_engine(connection.engine)
 
 
 def command_line_url() -> str:
@@ -53,23 +58,24 @@ def command_line_url() -> str:
     return url
 
 
-def target_schema(dialect_name: str) -> str | None:
+def target_schema(dialect: Dialect) -> str | None:
     """The schema that holds the table and the version table (None: the default one)."""
     if ATTR_SCHEMA in config.attributes:
         schema = config.attributes[ATTR_SCHEMA]
     else:
         schema = context.get_x_argument(as_dictionary=True).get("schema") or None
-    if schema is not None and dialect_name == "sqlite":
-        raise CommandError(f"schema={schema!r} is not supported on SQLite")
+    try:
+        dialect.check_schema(schema)
+    except (TypeError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
     return schema  # type: ignore[no-any-return]
 
 
-def configure_options(dialect_name: str) -> dict[str, Any]:
+def configure_options(dialect: Dialect) -> dict[str, Any]:
     """Options common to online and offline runs."""
-    schema = target_schema(dialect_name)
-    hashed = dialect_name in ("mysql", "mariadb")
+    schema = target_schema(dialect)
     return {
-        "target_metadata": hashed_metadata if hashed else metadata,
+        "target_metadata": dialect.table.metadata,
         "version_table": VERSION_TABLE,
         "version_table_schema": schema,
         "render_as_batch": True,
@@ -80,17 +86,15 @@ def configure_options(dialect_name: str) -> dict[str, Any]:
 
 def run_migrations_offline() -> None:
     """Write the SQL to the output buffer instead of executing it (``--sql``)."""
-    url = config.attributes.get(ATTR_URL)
-    if url is None:
-        try:
-            url, _ = resolve_url(command_line_url())
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+    try:
+        url, dialect = resolve_url(config.attributes.get(ATTR_URL) or command_line_url())
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
     context.configure(
         url=url,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
-        **configure_options(url.get_backend_name()),
+        **configure_options(dialect),
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -101,7 +105,7 @@ def run_migrations_online() -> None:
     connection = config.attributes.get(ATTR_CONNECTION)
     if connection is not None:
         # The caller holds the transaction and the migration lock; it commits.
-        context.configure(connection=connection, **configure_options(connection.dialect.name))
+        context.configure(connection=connection, **configure_options(dialect_of(connection)))
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -121,7 +125,7 @@ def run_migrations_online() -> None:
                 with connection.begin():
                     take_migration_lock(connection)
                     context.configure(
-                        connection=connection, **configure_options(connection.dialect.name)
+                        connection=connection, **configure_options(dialect_of(connection))
                     )
                     context.run_migrations()
             finally:

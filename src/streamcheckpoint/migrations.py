@@ -132,7 +132,7 @@ def history() -> list[Revision]:
 def current(url_or_engine: UrlOrEngine, *, schema: str | None = None) -> str | None:
     """Return the revision the database is at, or ``None`` when it has none of our tables."""
     with _engine_for(url_or_engine) as engine:
-        _check_schema_argument(engine.dialect.name, schema)
+        _dialect_of(engine).check_schema(schema)
         return _read_revision(engine, schema)
 
 
@@ -153,7 +153,7 @@ def upgrade(
     if sql:
         return _offline(url_or_engine, schema, "upgrade", revision)
     with _engine_for(url_or_engine) as engine:
-        _check_schema_argument(engine.dialect.name, schema)
+        _dialect_of(engine).check_schema(schema)
         _migrate_locked(engine, schema, "upgrade", _upgrade_to(engine, schema, revision))
     return None
 
@@ -176,7 +176,7 @@ def downgrade(
             revision = f"{head()}:{revision}"
         return _offline(url_or_engine, schema, "downgrade", revision)
     with _engine_for(url_or_engine) as engine:
-        _check_schema_argument(engine.dialect.name, schema)
+        _dialect_of(engine).check_schema(schema)
         _migrate_locked(
             engine, schema, "downgrade", lambda conn: _run(conn, schema, "downgrade", revision)
         )
@@ -199,8 +199,7 @@ def ensure_schema(engine: sa.Engine, *, schema: str | None = None, migrate: bool
     """
     if not isinstance(engine, sa.Engine):
         raise TypeError(f"engine must be a sqlalchemy.Engine, not {type(engine).__name__}")
-    _dialect_of(engine)
-    _check_schema_argument(engine.dialect.name, schema)
+    _dialect_of(engine).check_schema(schema)
     found = _read_revision(engine, schema)
     if found == HEAD_REVISION:
         return
@@ -212,20 +211,6 @@ def ensure_schema(engine: sa.Engine, *, schema: str | None = None, migrate: bool
 
 
 # --- argument checks --------------------------------------------------------------------------
-
-
-def _check_schema_argument(dialect_name: str, schema: str | None) -> None:
-    if schema is None:
-        return
-    if not isinstance(schema, str):
-        raise TypeError(f"schema must be a str or None, not {type(schema).__name__}")
-    if not schema:
-        raise ValueError("schema must not be empty; pass None for the default schema")
-    if dialect_name == "sqlite":
-        raise ValueError(
-            f"schema={schema!r} is not supported on SQLite (a SQLite file has no schemas); "
-            "use a separate database file instead"
-        )
 
 
 def _check_revision_argument(revision: str, *, allow_range: bool) -> None:
@@ -461,8 +446,8 @@ def _offline(
 
     from .sql.engine import resolve_url
 
-    url, _ = resolve_url(url_or_engine)
-    _check_schema_argument(url.get_backend_name(), schema)
+    url, dialect = resolve_url(url_or_engine)
+    dialect.check_schema(schema)
     buffer = io.StringIO()
     config = _config({ATTR_URL: url, ATTR_SCHEMA: schema}, output_buffer=buffer)
     with _alembic_lock:

@@ -117,6 +117,15 @@ class Dialect(abc.ABC):
     statement_options: ClassVar[Mapping[str, Any]] = {}
     """Execution options for reads and deletes (one statement each) through SQLAlchemy."""
 
+    def check_schema(self, schema: str | None) -> None:
+        """Refuse a ``schema`` argument this database can't take (``TypeError``/``ValueError``)."""
+        if schema is None:
+            return
+        if not isinstance(schema, str):
+            raise TypeError(f"schema must be a str or None, not {type(schema).__name__}")
+        if not schema:
+            raise ValueError("schema must not be empty; pass None for the default schema")
+
     @property
     def names(self) -> tuple[str, ...]:
         """Every name SQLAlchemy gives this database."""
@@ -272,6 +281,14 @@ class SQLiteDialect(_OnConflictDialect):
         pragmas = [f"busy_timeout={busy_timeout}", f"synchronous={synchronous}"]
         hook = _sqlite_connect_hook(url.database, pragmas, wal=not memory, wait_ms=busy_timeout)
         return url, arguments, hook
+
+    def check_schema(self, schema: str | None) -> None:
+        super().check_schema(schema)
+        if schema is not None:
+            raise ValueError(
+                f"schema={schema!r} is not supported on SQLite (a SQLite file has no schemas); "
+                "use a separate database file instead"
+            )
 
     def write_queue_path(self, url: sa.URL) -> str | None:
         # A file's writers queue on "<file>-lock" (see driver.WriteQueue); an in-memory
