@@ -19,7 +19,7 @@ from streamcheckpoint import (
     SQLPersister,
     open_persister,
 )
-from streamcheckpoint.urls import SUPPORTED_URLS, mask_url, redact
+from streamcheckpoint.urls import SUPPORTED_URLS, locate, mask_url, redact
 
 KEY = ("ns.example", "hub", "cg", "0")
 
@@ -258,3 +258,31 @@ def test_redact_masks_a_urls_secrets_where_a_driver_echoes_them() -> None:
     # a secret that is part of a longer word is left alone: the message stays readable
     assert redact("psycopg: bad password", "postgresql://u:psycopg@h/d") == "***: bad password"
     assert redact("postgresql says no", "postgresql://u:p@h/d") == "postgresql says no"
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "path"),
+    [
+        ("memory://", "memory", None),
+        ("file:///srv/ckpt?layout=go", "file", Path("/srv/ckpt")),
+        ("file:rel/dir", "file", Path("rel/dir")),
+        ("sqlite:///rel.db", "sql", Path("rel.db")),
+        ("sqlite:////abs/c.db?synchronous=NORMAL", "sql", Path("/abs/c.db")),
+        ("sqlite://", "sql", None),
+        ("postgresql+psycopg://u:p@h/db", "sql", None),
+        ("mysql+pymysql://u:p@h/db", "sql", None),
+    ],
+)
+def test_locate_names_the_kind_and_local_path_without_opening(
+    url: str, kind: str, path: Path | None
+) -> None:
+    location = locate(url)
+    assert (location.kind, location.path) == (kind, path)
+    assert not Path("rel.db").exists()  # nothing was created
+
+
+def test_locate_refuses_a_malformed_file_or_memory_url() -> None:
+    with pytest.raises(ValueError, match="another host"):
+        locate("file://elsewhere/dir")
+    with pytest.raises(ValueError, match="exactly memory://"):
+        locate("memory://x")

@@ -14,7 +14,9 @@ anything else
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 if TYPE_CHECKING:
@@ -22,7 +24,15 @@ if TYPE_CHECKING:
 
     from .persister import BasePersister
 
-__all__ = ["SUPPORTED_URLS", "bad_url_message", "mask_url", "open_persister", "redact"]
+__all__ = [
+    "SUPPORTED_URLS",
+    "StoreLocation",
+    "bad_url_message",
+    "locate",
+    "mask_url",
+    "open_persister",
+    "redact",
+]
 
 SUPPORTED_URLS = (
     "memory://, file:///absolute/dir or file:relative/dir (?layout=go|nested), "
@@ -93,14 +103,12 @@ def open_persister(url: str, **options: Any) -> BasePersister:
     """
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, not {type(url).__name__}")
-    scheme = url.partition(":")[0].lower() if ":" in url else ""
-    if scheme == "memory":
-        if url.lower() not in ("memory://", "memory:"):
-            raise ValueError(bad_url_message(url, "a memory URL is exactly memory://"))
+    kind = _kind(url)
+    if kind == "memory":
         from .memory import MemoryPersister
 
         return MemoryPersister(**options)
-    if scheme == "file":
+    if kind == "file":
         directory, layout = _parse_file_url(url)
         if layout is not None:
             given = options.setdefault("layout", layout)
@@ -114,6 +122,55 @@ def open_persister(url: str, **options: Any) -> BasePersister:
     from .sql import SQLPersister
 
     return SQLPersister(url, **options)
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """What :func:`locate` finds out about a URL without opening the store."""
+
+    kind: Literal["memory", "file", "sql"]
+    """Which persister :func:`open_persister` makes for it."""
+
+    path: Path | None
+    """Where the store lives on this machine: a ``file:`` URL's directory, a SQLite URL's
+    database file; ``None`` for in-memory stores and database servers."""
+
+
+def locate(url: str) -> StoreLocation:
+    """The kind of store ``url`` names and its path on this machine, without opening it.
+
+    Raises ``ValueError`` for a malformed ``memory:`` or ``file:`` URL; a malformed SQL URL has
+    no path here, and :func:`open_persister` says what is wrong with it.
+    """
+    kind = _kind(url)
+    if kind == "file":
+        return StoreLocation(kind, Path(_parse_file_url(url)[0]))
+    if kind == "sql" and url.lower().startswith("sqlite"):
+        return StoreLocation(kind, _sqlite_file(url))
+    return StoreLocation(kind, None)
+
+
+def _kind(url: str) -> Literal["memory", "file", "sql"]:
+    scheme = url.partition(":")[0].lower() if ":" in url else ""
+    if scheme == "memory":
+        if url.lower() not in ("memory://", "memory:"):
+            raise ValueError(bad_url_message(url, "a memory URL is exactly memory://"))
+        return "memory"
+    return "file" if scheme == "file" else "sql"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` URL; None in memory or if it doesn't parse."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def _parse_file_url(url: str) -> tuple[str, str | None]:

@@ -7,7 +7,6 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -26,7 +25,7 @@ from ..checkpoint import (
 from ..errors import CheckpointRegressionError, PersistError
 from ..file import FilePersister
 from ..persister import BasePersister, normalize_scope
-from ..urls import _parse_file_url, bad_url_message, mask_url, open_persister, redact
+from ..urls import bad_url_message, locate, mask_url, open_persister, redact
 from .render import is_stale, iso_utc, parse_duration, status_csv, status_json, status_table
 
 if TYPE_CHECKING:
@@ -77,31 +76,7 @@ def _handle_errors(func: _F) -> _F:
 
 
 def _is_sql_url(url: str) -> bool:
-    return not url.lower().startswith(("memory:", "file:"))
-
-
-def _sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:///path`` URL, or None for other URLs / in-memory."""
-    if not url.lower().startswith("sqlite"):
-        return None
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        database = make_url(url).database
-    except ArgumentError:  # open_persister explains what is wrong with it
-        return None
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database)
-
-
-def _file_directory(url: str) -> Path | None:
-    """The directory of a ``file:`` URL, or None for other URLs."""
-    if not url.lower().startswith("file:"):
-        return None
-    directory, _layout = _parse_file_url(url)
-    return Path(directory)
+    return locate(url).kind == "sql"
 
 
 def _require_existing_store(url: str) -> None:
@@ -110,15 +85,17 @@ def _require_existing_store(url: str) -> None:
     For read-only commands: a mistyped path would otherwise look like a store with no
     checkpoints (and ``copy`` would report success, having copied nothing).
     """
-    path = _sqlite_path(url) if _is_sql_url(url) else _file_directory(url)
-    if path is None or path.exists():
+    location = locate(url)
+    if location.path is None or location.path.exists():
         return
-    if _is_sql_url(url):
+    if location.kind == "sql":
         raise PersistError(
-            f"no checkpoint database at {path} (URL {mask_url(url)}); check --url, or create "
-            "it with `streamcheckpoint db upgrade`"
+            f"no checkpoint database at {location.path} (URL {mask_url(url)}); check --url, or "
+            "create it with `streamcheckpoint db upgrade`"
         )
-    raise PersistError(f"no checkpoint directory at {path} (URL {mask_url(url)}); check the URL")
+    raise PersistError(
+        f"no checkpoint directory at {location.path} (URL {mask_url(url)}); check the URL"
+    )
 
 
 @contextmanager
@@ -523,12 +500,7 @@ def db_upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
     from .. import migrations
 
     url = _sql_url_or_fail(ctx)
-    result = migrations.upgrade(url, revision, schema=_schema(ctx), sql=sql)
-    if sql:
-        click.echo(result)
-    else:
-        now = migrations.current(url, schema=_schema(ctx))
-        click.echo(f"{mask_url(_url(ctx))} is at revision {now}")
+    _report_migration(ctx, url, migrations.upgrade(url, revision, schema=_schema(ctx), sql=sql))
 
 
 # ignore_unknown_options: Alembic's relative `downgrade -1` must be an argument, not an option.
@@ -544,12 +516,18 @@ def db_downgrade(ctx: click.Context, revision: str, sql: bool) -> None:
     url = _sql_url_or_fail(ctx)
     if not sql:
         _require_existing_store(_url(ctx))
-    result = migrations.downgrade(url, revision, schema=_schema(ctx), sql=sql)
-    if sql:
-        click.echo(result)
-    else:
-        now = migrations.current(url, schema=_schema(ctx))
-        click.echo(f"{mask_url(_url(ctx))} is at revision {now or 'base (empty)'}")
+    _report_migration(ctx, url, migrations.downgrade(url, revision, schema=_schema(ctx), sql=sql))
+
+
+def _report_migration(ctx: click.Context, url: sa.URL, sql: str | None) -> None:
+    """Print the offline SQL, or the revision the database is at now."""
+    from .. import migrations
+
+    if sql is not None:
+        click.echo(sql)
+        return
+    now = migrations.current(url, schema=_schema(ctx))
+    click.echo(f"{mask_url(_url(ctx))} is at revision {now or 'base (empty)'}")
 
 
 @db.command("current")
