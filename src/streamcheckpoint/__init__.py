@@ -4,6 +4,7 @@ A port of the Go package ``persist`` of azure-event-hubs-go, with its flaws fixe
 persister (SQLite by default, PostgreSQL for many hosts) at its heart.
 """
 
+from .aio import AsyncPersister, AsyncSQLPersister, open_async_persister
 from .checkpoint import (
     END_OF_STREAM,
     START_OF_STREAM,
@@ -27,6 +28,8 @@ from .urls import open_persister
 __all__ = [
     "END_OF_STREAM",
     "START_OF_STREAM",
+    "AsyncPersister",
+    "AsyncSQLPersister",
     "BasePersister",
     "Checkpoint",
     "CheckpointPersister",
@@ -40,6 +43,7 @@ __all__ = [
     "PersistError",
     "SQLPersister",
     "SchemaError",
+    "open_async_persister",
     "open_persister",
 ]
 

@@ -1,0 +1,447 @@
+"""The asyncio API: the synchronous persisters, run in worker threads.
+
+:class:`AsyncPersister` wraps any persister (:class:`~streamcheckpoint.MemoryPersister`,
+:class:`~streamcheckpoint.FilePersister`, :class:`~streamcheckpoint.SQLPersister`) and runs each
+call on it in a thread of a :class:`~concurrent.futures.ThreadPoolExecutor` of its own, so the
+event loop never waits for a disk or a database. :class:`AsyncSQLPersister` is the same over a
+:class:`~streamcheckpoint.SQLPersister` that it opens (connects, migrates) in a worker thread on
+first use, so that constructing it does no I/O.
+
+Nothing is implemented twice: validation, statements, migrations, error translation and the
+monotonic rule are the synchronous persister's, which is thread-safe. Cheap argument checks run
+on the loop, before anything is queued, with the synchronous API's own functions, so a bad
+argument raises the same exception, with the same message, from the awaited call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import sqlalchemy as sa
+
+from .checkpoint import (
+    Checkpoint,
+    CheckpointRecord,
+    check_checkpoint,
+    check_key_component,
+    make_key,
+)
+from .errors import PersistError
+from .persister import BasePersister, CheckpointItems, normalize_items, normalize_scope
+from .sql import SQLPersister
+from .urls import mask_url, open_persister
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Self
+    else:
+        from typing_extensions import Self
+
+__all__ = ["AsyncPersister", "AsyncSQLPersister", "open_async_persister"]
+
+_P = TypeVar("_P", bound=BasePersister)
+_T = TypeVar("_T")
+
+_THREAD_NAME_PREFIX = "streamcheckpoint"
+"""The names of the worker threads start with this."""
+
+
+class AsyncPersister(Generic[_P]):
+    """An asyncio persister running every call on ``persister`` in a worker thread.
+
+    The methods are those of :class:`~streamcheckpoint.BasePersister`, as coroutines, with the
+    same arguments, results, guarantees and errors: ``write``, ``read``, ``write_many``,
+    ``list``, ``delete``, then ``close`` (or ``async with``, which closes on exit). The
+    wrapped persister is :attr:`sync`; this object owns it and closes it.
+
+    Each call runs in a thread of an executor owned by this object (``max_workers`` threads,
+    named ``streamcheckpoint_N``), through :meth:`asyncio.loop.run_in_executor`, so calls from
+    many tasks run side by side up to ``max_workers`` at a time; the persisters are
+    thread-safe. Arguments are checked on the loop before the call is queued (a bad key or
+    checkpoint never waits for a thread); the items of ``write_many`` are checked in the
+    thread, since checking a large batch would hold the loop up.
+
+    Cancellation: cancelling the task awaiting a call neither stops nor interrupts the thread
+    running it. A cancelled write may or may not have been stored; read it back to know. The
+    store then holds the old checkpoint or the new one, never anything else, and a cancelled
+    ``write_many`` keeps its all-or-nothing guarantee. The persister stays usable.
+
+    :meth:`close` refuses new calls, waits for the calls in flight (and for threads still
+    running cancelled calls), closes the wrapped persister in a thread and shuts the executor
+    down. A call after close raises :class:`~streamcheckpoint.errors.PersistError`, as the
+    closed persister does.
+    """
+
+    _sync: _P | None
+
+    def __init__(self, persister: _P, *, max_workers: int = 4) -> None:
+        if not isinstance(persister, BasePersister):
+            raise TypeError(
+                "persister must be a streamcheckpoint persister (a BasePersister such as "
+                f"SQLPersister, FilePersister or MemoryPersister), not {type(persister).__name__}"
+            )
+        self._start(max_workers)
+        self._sync = persister
+
+    def _start(self, max_workers: int) -> None:
+        """Set up what every async persister has: the executor and the bookkeeping of close."""
+        _check_max_workers(max_workers)
+        self._sync = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix=_THREAD_NAME_PREFIX
+        )
+        self._active = 0  # calls between their start and their end, on the loop
+        self._idle: asyncio.Future[None] | None = None  # close() waits on it for _active == 0
+        self._closing: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._sync!r})"
+
+    @property
+    def sync(self) -> _P:
+        """The synchronous persister every call runs on."""
+        if self._sync is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not open yet: await its open() (or any call), or "
+                "use it in 'async with', first"
+            )
+        return self._sync
+
+    @property
+    def monotonic(self) -> bool:
+        """Whether a write moving a checkpoint backwards is refused."""
+        return self.sync.monotonic
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closing is not None
+
+    # -- the contract ---------------------------------------------------------------------
+
+    async def write(
+        self,
+        namespace: str,
+        name: str,
+        consumer_group: str,
+        partition_id: str,
+        checkpoint: Checkpoint,
+    ) -> None:
+        """Store ``checkpoint`` for the partition; durable once the call returns."""
+        key = make_key(namespace, name, consumer_group, partition_id)
+        check_checkpoint(checkpoint)
+        await self._call(lambda sync: sync.write(*key, checkpoint))
+
+    async def read(
+        self, namespace: str, name: str, consumer_group: str, partition_id: str
+    ) -> Checkpoint:
+        """Return the stored checkpoint, or :meth:`Checkpoint.start_of_stream` if none."""
+        key = make_key(namespace, name, consumer_group, partition_id)
+        return await self._call(lambda sync: sync.read(*key))
+
+    # -- the extensions -------------------------------------------------------------------
+
+    async def write_many(self, items: CheckpointItems) -> None:
+        """Store several checkpoints, all or nothing (see ``BasePersister.write_many``).
+
+        ``items`` is copied when the call is made, so changing it while the call is awaited
+        changes nothing; its items are checked in the worker thread.
+        """
+        snapshot = _snapshot(items)
+        await self._call(lambda sync: sync.write_many(snapshot))
+
+    async def list(
+        self,
+        namespace: str | None = None,
+        name: str | None = None,
+        consumer_group: str | None = None,
+    ) -> builtins.list[CheckpointRecord]:
+        """Return stored checkpoints, optionally narrowed by namespace, then name, then group.
+
+        Sorted by key, partition ids in natural order (``"2"`` before ``"10"``).
+        """
+        normalize_scope(namespace, name, consumer_group)
+        return await self._call(lambda sync: sync.list(namespace, name, consumer_group))
+
+    async def delete(
+        self,
+        namespace: str,
+        name: str,
+        consumer_group: str,
+        partition_id: str | None = None,
+    ) -> int:
+        """Delete one partition's checkpoint, or the whole consumer group's; return the count."""
+        check_key_component("namespace", namespace)
+        check_key_component("name", name)
+        check_key_component("consumer_group", consumer_group)
+        if partition_id is not None:
+            check_key_component("partition_id", partition_id)
+        return await self._call(
+            lambda sync: sync.delete(namespace, name, consumer_group, partition_id)
+        )
+
+    # -- opening and closing --------------------------------------------------------------
+
+    async def open(self) -> Self:
+        """Make sure the persister is open, and return it; raises what opening raises.
+
+        :class:`AsyncSQLPersister` connects (and migrates) here; without ``open()`` the first
+        call does it. For a wrapped persister, which is open already, this does nothing.
+        """
+        self._enter()
+        try:
+            await self._opened()
+        finally:
+            self._leave()
+        return self
+
+    async def close(self) -> None:
+        """Wait for the calls in flight, close the wrapped persister, stop the threads.
+
+        Calls made once ``close`` has begun are refused. Closing again does nothing (a second
+        ``close`` during the first waits for it). A task cancelled while awaiting ``close``
+        doesn't stop it: it finishes in the background.
+        """
+        closing = self._closing
+        if closing is None:
+            closing = self._closing = asyncio.ensure_future(self._shut_down())
+            closing.add_done_callback(_retrieve_exception)
+        elif closing.done():
+            return
+        await asyncio.shield(closing)
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await self.open()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- running calls --------------------------------------------------------------------
+
+    async def _call(self, work: Callable[[_P], _T]) -> _T:
+        """Run ``work`` on the synchronous persister in a worker thread."""
+        self._enter()
+        try:
+            sync = await self._opened()
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, work, sync)
+        finally:
+            self._leave()
+
+    async def _opened(self) -> _P:
+        """The synchronous persister, once it is open."""
+        return self.sync
+
+    def _enter(self) -> None:
+        """Count a call in flight, unless the persister is closed."""
+        if self._closing is not None:
+            raise PersistError(f"{self._sync_name()} is closed; open a new one")
+        self._active += 1
+
+    def _leave(self) -> None:
+        self._active -= 1
+        if self._active == 0 and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    def _sync_name(self) -> str:
+        """The class name the closed persister's error gives (the synchronous persister's)."""
+        return type(self.sync).__name__
+
+    async def _shut_down(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._active:
+            self._idle = loop.create_future()
+            await self._idle
+        await self._settle()
+        # Not on our executor: the shutdown waits for its threads, including any still running
+        # a call whose task was cancelled, before the persister is closed.
+        await loop.run_in_executor(None, self._release)
+
+    async def _settle(self) -> None:
+        """Wait for work started on the executor that no call is waiting for any more."""
+
+    def _release(self) -> None:
+        self._executor.shutdown(wait=True)
+        if self._sync is not None:
+            self._sync.close()
+
+
+class AsyncSQLPersister(AsyncPersister[SQLPersister]):
+    """An asyncio :class:`~streamcheckpoint.SQLPersister`: see :class:`AsyncPersister`.
+
+    The arguments are ``SQLPersister``'s (``url_or_engine``, ``schema``, ``migrate``,
+    ``monotonic``, ``engine_options``) plus ``max_workers``, the number of worker threads. The
+    constructor checks their types and does no I/O. The ``SQLPersister`` (which connects and,
+    with ``migrate=True``, upgrades the schema) is created in a worker thread on first use: by
+    ``await persister.open()``, by ``async with``, or by the first call; tasks calling at once
+    share one opening. What opening raises (a bad URL: ``ValueError``; a server that can't be
+    reached: :class:`~streamcheckpoint.errors.PersistConnectionError`; ``migrate=False`` on a
+    database that isn't current: :class:`~streamcheckpoint.errors.SchemaError`, naming the
+    command to run) is raised by the awaited call that opened, and the next call tries again.
+    :attr:`engine` and :attr:`sync` are available once it is open.
+
+    Each call then runs on the ``SQLPersister`` in a worker thread: its guarantees are the
+    synchronous ones (one upsert per write, one transaction per ``write_many``, the monotonic
+    check inside the statement). A cancelled write may or may not have been stored; read it
+    back to know.
+    """
+
+    def __init__(
+        self,
+        url_or_engine: str | sa.URL | sa.Engine,
+        *,
+        schema: str | None = None,
+        migrate: bool = True,
+        monotonic: bool = False,
+        max_workers: int = 4,
+        **engine_options: Any,
+    ) -> None:
+        if not isinstance(url_or_engine, (str, sa.URL, sa.Engine)):
+            raise TypeError(
+                "url_or_engine must be a URL (str or sqlalchemy.URL) or a sqlalchemy.Engine, not "
+                f"{type(url_or_engine).__name__}"
+            )
+        _check_bool("monotonic", monotonic)
+        _check_bool("migrate", migrate)
+        if schema is not None and not isinstance(schema, str):
+            raise TypeError(f"schema must be a str or None, not {type(schema).__name__}")
+        self._start(max_workers)
+        self._url_or_engine = url_or_engine
+        self._schema = schema
+        self._migrate = migrate
+        self._monotonic = monotonic
+        self._engine_options = engine_options
+        self._opening: asyncio.Future[SQLPersister] | None = None
+
+    def __repr__(self) -> str:
+        if self._sync is not None:
+            return f"{type(self).__name__}({self._sync!r})"
+        where = self._url_or_engine
+        url = mask_url(where.url if isinstance(where, sa.Engine) else where)
+        schema = "" if self._schema is None else f", schema={self._schema!r}"
+        state = "closed" if self.closed else "not open yet"
+        return f"{type(self).__name__}({url!r}{schema}, monotonic={self._monotonic}, {state})"
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The engine in use (once open)."""
+        return self.sync.engine
+
+    @property
+    def monotonic(self) -> bool:
+        """Whether a write moving a checkpoint backwards is refused."""
+        return self._monotonic
+
+    async def _opened(self) -> SQLPersister:
+        if self._sync is not None:
+            return self._sync
+        opening = self._opening
+        if opening is None:
+            loop = asyncio.get_running_loop()
+            opening = self._opening = loop.run_in_executor(self._executor, self._create)
+            opening.add_done_callback(self._open_done)
+        # Shielded: a caller cancelled while it waits doesn't cancel the others' opening.
+        return await asyncio.shield(opening)
+
+    def _create(self) -> SQLPersister:
+        """Open the synchronous persister (in a worker thread: it connects and migrates)."""
+        return SQLPersister(
+            self._url_or_engine,
+            schema=self._schema,
+            migrate=self._migrate,
+            monotonic=self._monotonic,
+            **self._engine_options,
+        )
+
+    def _open_done(self, opening: asyncio.Future[SQLPersister]) -> None:
+        self._opening = None
+        if not opening.cancelled() and opening.exception() is None:
+            self._sync = opening.result()
+
+    def _sync_name(self) -> str:
+        return SQLPersister.__name__
+
+    async def _settle(self) -> None:
+        # An opening whose callers were all cancelled: wait, so that close() closes it.
+        if self._opening is not None:
+            await asyncio.wait({self._opening})
+
+
+async def open_async_persister(
+    url: str, *, max_workers: int = 4, **options: Any
+) -> AsyncPersister[BasePersister]:
+    """Open :func:`~streamcheckpoint.open_persister`'s persister in a thread and wrap it.
+
+    ``url`` and ``options`` are ``open_persister``'s (``memory://``, ``file:``, SQL URLs);
+    ``max_workers`` is :class:`AsyncPersister`'s. Raises what opening raises.
+    """
+    _check_max_workers(max_workers)
+    loop = asyncio.get_running_loop()
+    opening = loop.run_in_executor(None, partial(open_persister, url, **options))
+    try:
+        persister = await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_unwanted)
+        raise
+    return AsyncPersister(persister, max_workers=max_workers)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _snapshot(items: CheckpointItems) -> CheckpointItems:
+    """A copy of ``write_many``'s argument, taken on the loop when the call is made.
+
+    So no other task can change it while a thread reads it, and an iterator is consumed by the
+    caller's thread. What is not a collection of pairs at all is refused here, as the
+    synchronous API refuses it.
+    """
+    given: object = items  # checked for what it is, not for what it is declared to be
+    if isinstance(given, Mapping):
+        return dict(given)
+    if isinstance(given, Iterable) and not isinstance(given, (str, bytes)):
+        return builtins.list(given)
+    return normalize_items(items)  # raises the synchronous API's TypeError
+
+
+def _check_bool(field: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{field} must be a bool, not {type(value).__name__}")
+
+
+def _check_max_workers(max_workers: object) -> None:
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+        raise TypeError(f"max_workers must be an int, not {type(max_workers).__name__}")
+    if max_workers < 1:
+        raise ValueError(f"max_workers must be at least 1, got {max_workers}")
+
+
+def _retrieve_exception(future: asyncio.Future[Any]) -> None:
+    # Whoever awaits the future gets the exception; this keeps asyncio from also logging it
+    # as "never retrieved" when nobody is left waiting (a cancelled close()).
+    if not future.cancelled():
+        future.exception()
+
+
+def _close_unwanted(opening: asyncio.Future[BasePersister]) -> None:
+    """Close a persister whose opener was cancelled before it was handed over."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    closing = asyncio.get_running_loop().run_in_executor(None, opening.result().close)
+    closing.add_done_callback(_retrieve_exception)
