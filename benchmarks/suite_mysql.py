@@ -12,12 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from streamcheckpoint import Checkpoint, PartitionKey, SQLPersister
+from streamcheckpoint import AsyncSQLPersister, Checkpoint, PartitionKey, SQLPersister
 from streamcheckpoint import migrations as m
 from streamcheckpoint.sql.schema import key_hash
 
 from .cases import READ, WRITE, batch_case, compare, list_case, missing
 from .workload import (
+    ASYNC_NOTE,
     COLUMNS,
     GROUP_MATCH,
     HUB,
@@ -26,6 +27,8 @@ from .workload import (
     Context,
     Plan,
     group_items,
+    open_async,
+    suite_event_loop,
     unique_name,
 )
 
@@ -58,7 +61,11 @@ def run(ctx: Context) -> None:
         version, flush = cursor.fetchone()
     ctx.report.environment["MariaDB"] = f"{version} (innodb_flush_log_at_trx_commit={flush})"
     url = sa.make_url(ctx.mysql_url)
-    databases = {name: _database(ctx, admin, url, name) for name in ("raw", "ours", "monotonic")}
+    purposes = ("raw", "ours", "monotonic", "async")
+    databases = {name: _database(ctx, admin, url, name) for name in purposes}
+    loop = suite_event_loop(ctx)
+    aio = open_async(ctx, loop, AsyncSQLPersister(databases["async"]))
+    run_async = loop.run_until_complete
     ours = SQLPersister(databases["ours"])
     ctx.cleanup.callback(ours.close)
     guarded = SQLPersister(databases["monotonic"], monotonic=True)
@@ -81,12 +88,16 @@ def run(ctx: Context) -> None:
             "SQLPersister(monotonic=True)": lambda i: guarded.write(
                 *plan.writes[i][0], plan.writes[i][1]
             ),
+            "AsyncSQLPersister": lambda i: run_async(
+                aio.write(*plan.writes[i][0], plan.writes[i][1])
+            ),
         },
         calls=settings.writes,
         targets={
             "PyMySQL, BEGIN ... COMMIT per write": None,
             "SQLPersister": None,
             "SQLPersister(monotonic=True)": None,
+            "AsyncSQLPersister": None,
         },
     )
     compare(
@@ -96,9 +107,10 @@ def run(ctx: Context) -> None:
         {
             "PyMySQL executemany in a transaction (floor)": floor.write_many,
             "SQLPersister.write_many": lambda i: ours.write_many(plan.batches[i]),
+            "AsyncSQLPersister.write_many": lambda i: run_async(aio.write_many(plan.batches[i])),
         },
         calls=settings.batches,
-        targets={"SQLPersister.write_many": None},
+        targets={"SQLPersister.write_many": None, "AsyncSQLPersister.write_many": None},
     )
     compare(
         ctx,
@@ -107,9 +119,10 @@ def run(ctx: Context) -> None:
         {
             "PyMySQL SELECT by key_hash (floor)": floor.read,
             "SQLPersister.read": lambda i: ours.read(*plan.writes[i][0]),
+            "AsyncSQLPersister.read": lambda i: run_async(aio.read(*plan.writes[i][0])),
         },
         calls=settings.writes,
-        targets={"SQLPersister.read": None},
+        targets={"SQLPersister.read": None, "AsyncSQLPersister.read": None},
     )
     floor.fill(LIST_GROUP, settings.list_partitions)
     ours.write_many(group_items(LIST_GROUP, settings.list_partitions))
@@ -124,6 +137,7 @@ def run(ctx: Context) -> None:
         calls=1,
         targets={"SQLPersister.list": None},
     )
+    section.notes.append(ASYNC_NOTE)
     section.notes.append(
         "MariaDB: no targets were set for it; SQLPersister(monotonic=True) runs each write as "
         "a transaction that reads the row back (ON DUPLICATE KEY UPDATE has no WHERE)."

@@ -9,8 +9,8 @@ from streamcheckpoint import AsyncSQLPersister, SQLPersister
 from .cases import READ, WRITE, batch_case, compare, list_case, missing
 from .harness import Target
 from .servers import copy_into, postgres_admin, postgres_schema, psycopg_connect
-from .suite_sqlite import ASYNC_NOTE, open_async, suite_event_loop
 from .workload import (
+    ASYNC_NOTE,
     COLUMNS,
     GROUP_MATCH,
     HUB,
@@ -20,7 +20,9 @@ from .workload import (
     Context,
     Plan,
     group_items,
+    open_async,
     pg_upsert_sql,
+    suite_event_loop,
 )
 
 __all__ = ["run"]

@@ -12,6 +12,7 @@ from streamcheckpoint.cli import cli
 from .cases import READ, WRITE, batch_case, compare, list_case
 from .harness import Target
 from .workload import (
+    ASYNC_NOTE,
     HUB,
     LIST_GROUP,
     NAMESPACE,
@@ -22,45 +23,17 @@ from .workload import (
     Plan,
     fill_sqlite,
     group_rows,
+    open_async,
     raw_sqlite,
     sqlite_rows,
     sqlite_time_text,
     sqlite_url,
+    suite_event_loop,
 )
 
-__all__ = ["ASYNC_NOTE", "open_async", "run", "suite_event_loop"]
+__all__ = ["run"]
 
 DURABLE_TARGETS = {"write": 1.2, "batch": 1.2, "read": 3.0}
-
-ASYNC_NOTE = (
-    "AsyncSQLPersister: each operation is one run_until_complete on an event loop kept for "
-    "the suite; it includes the hop to a worker thread and back (no target: informational)"
-)
-
-
-def suite_event_loop(ctx: Context) -> asyncio.AbstractEventLoop:
-    """An event loop for a suite's asyncio contenders, kept for the whole suite.
-
-    As an application keeps its loop. Create it before the persisters that use it: the
-    cleanup runs in reverse, so they are closed on it before it is closed.
-    """
-    loop = asyncio.new_event_loop()
-
-    def close() -> None:
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
-
-    ctx.cleanup.callback(close)
-    return loop
-
-
-def open_async(
-    ctx: Context, loop: asyncio.AbstractEventLoop, persister: AsyncSQLPersister
-) -> AsyncSQLPersister:
-    """Open ``persister`` on ``loop`` now (not during the first round); close it at the end."""
-    loop.run_until_complete(persister.open())
-    ctx.cleanup.callback(lambda: loop.run_until_complete(persister.close()))
-    return persister
 
 
 def run(ctx: Context) -> None:

@@ -8,6 +8,7 @@ upsert as ``SQLPersister`` by hand, with the same settings, from the same ``Chec
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import uuid
@@ -18,11 +19,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from streamcheckpoint import Checkpoint, PartitionKey, SQLPersister
+from streamcheckpoint import AsyncSQLPersister, Checkpoint, PartitionKey, SQLPersister
 
 from .harness import Report, Settings
 
 __all__ = [
+    "ASYNC_NOTE",
     "COLUMNS",
     "GROUP",
     "GROUP_MATCH",
@@ -42,12 +44,14 @@ __all__ = [
     "fill_sqlite",
     "group_items",
     "group_rows",
+    "open_async",
     "pg_upsert_sql",
     "raw_sqlite",
     "round_robin_key",
     "sqlite_rows",
     "sqlite_time_text",
     "sqlite_url",
+    "suite_event_loop",
     "unique_name",
 ]
 
@@ -215,3 +219,34 @@ def group_rows(group: str, count: int, start: int = 0) -> Iterator[tuple[Any, ..
 def unique_name(prefix: str) -> str:
     """A name nobody else uses (PostgreSQL schemas, MariaDB tables)."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+ASYNC_NOTE = (
+    "AsyncSQLPersister: each operation is one run_until_complete on an event loop kept for "
+    "the suite; it includes the hop to a worker thread and back (no target: informational)"
+)
+
+
+def suite_event_loop(ctx: Context) -> asyncio.AbstractEventLoop:
+    """An event loop for a suite's asyncio contenders, kept for the whole suite.
+
+    As an application keeps its loop. Create it before the persisters that use it: the
+    cleanup runs in reverse, so they are closed on it before it is closed.
+    """
+    loop = asyncio.new_event_loop()
+
+    def close() -> None:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+    ctx.cleanup.callback(close)
+    return loop
+
+
+def open_async(
+    ctx: Context, loop: asyncio.AbstractEventLoop, persister: AsyncSQLPersister
+) -> AsyncSQLPersister:
+    """Open ``persister`` on ``loop`` now (not during the first round); close it at the end."""
+    loop.run_until_complete(persister.open())
+    ctx.cleanup.callback(lambda: loop.run_until_complete(persister.close()))
+    return persister

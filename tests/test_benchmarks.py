@@ -148,6 +148,7 @@ def test_quick_run_prints_a_row_for_every_contender(pytestconfig: pytest.Config)
             row = find(rows, "MariaDB", case, contender)
             assert_measured(row, judged=False)
             assert RATIO.match(row.ratio), row
+        assert_async_rows(rows, "MariaDB")
 
     files = "Files"
     for contender in ("FilePersister", "FilePersister(layout='go')"):
