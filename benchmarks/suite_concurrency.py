@@ -2,11 +2,18 @@
 
 Each writer process owns its share of the 32 partitions (as consumers do) and writes them
 round-robin through its own durable ``SQLPersister``. The floor is one ``sqlite3`` writer doing
-as many writes alone, in this process. Three more groups of processes show where the limits
-are: SQLPersister with its write queue switched off (SQLite's busy handler alone), and raw
-``sqlite3`` processes with and without the same queue (what the machine allows any writer).
-Rounds rotate the five; each group's processes start once and wait at a barrier between rounds,
-so start-up is not measured.
+as many writes alone, in this process. More groups of processes show where the limits are:
+SQLPersister with its write queue switched off (SQLite's busy handler alone), raw ``sqlite3``
+processes with and without the same queue (what the machine allows any writer), and the floor's
+own work done by one raw writer process through the same start/stop machinery (what the
+measuring arrangement itself costs). Rounds rotate them all; each group's processes start once
+and wait at a barrier between rounds, so start-up is not measured.
+
+Every group also reports its CPU time (user + system, all its processes) and context switches
+per write: a write handed from one process to another costs a wake-up and a re-read of the
+pages the other process changed, so several processes need more CPU per write than one, and
+their throughput depends on how much of the machine's CPU other work leaves them. The load
+average before and after the rounds is printed with the table for that reason.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import fcntl
 import multiprocessing
 import os
 import queue
+import resource
 import sqlite3
 import statistics
 import threading
@@ -53,7 +61,8 @@ QUEUED = "SQLPersister"
 UNQUEUED = "SQLPersister without its write queue"
 RAW_QUEUED = "raw sqlite3 + the same flock queue"
 RAW_UNQUEUED = "raw sqlite3 (busy handler only)"
-KINDS = (QUEUED, UNQUEUED, RAW_QUEUED, RAW_UNQUEUED)
+RAW_ALONE = "raw sqlite3, the floor's work in a writer process"
+KINDS = (QUEUED, UNQUEUED, RAW_QUEUED, RAW_UNQUEUED, RAW_ALONE)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,10 @@ class WorkerRound:
     end: float
     waits: list[float]
     errors: int
+    cpu: float
+    """User + system seconds of the process during the round."""
+    switches: int
+    """Context switches of the process during the round (voluntary and involuntary)."""
 
 
 class _RawWriter:
@@ -94,7 +107,7 @@ class _RawWriter:
 
 
 def _open_writer(kind: str, path: str) -> SQLPersister | _RawWriter:
-    if kind in (RAW_QUEUED, RAW_UNQUEUED):
+    if kind in (RAW_QUEUED, RAW_UNQUEUED, RAW_ALONE):
         return _RawWriter(path, kind == RAW_QUEUED)
     persister = SQLPersister(sqlite_url(Path(path)))
     if kind == UNQUEUED:
@@ -119,6 +132,7 @@ def _worker(
             barrier.wait(_TIMEOUT)
             waits: list[float] = []
             errors = 0
+            cost = _Cost.now()
             start = time.perf_counter()
             for j in range(writes):
                 key = PartitionKey(NAMESPACE, HUB, GROUP, str(partitions[j % len(partitions)]))
@@ -129,11 +143,48 @@ def _worker(
                 except (PersistError, sqlite3.Error):
                     errors += 1
                 waits.append(time.perf_counter() - began)
-            results.put(WorkerRound(start, time.perf_counter(), waits, errors))
+            end = time.perf_counter()
+            cpu, switches = cost.since()
+            results.put(WorkerRound(start, end, waits, errors, cpu, switches))
     except threading.BrokenBarrierError:
         pass  # the run was interrupted
     finally:
         writer.close()
+
+
+@dataclass(frozen=True)
+class _Cost:
+    """This process's CPU time and context switches so far."""
+
+    cpu: float
+    switches: int
+
+    @classmethod
+    def now(cls) -> _Cost:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(usage.ru_utime + usage.ru_stime, usage.ru_nvcsw + usage.ru_nivcsw)
+
+    def since(self) -> tuple[float, int]:
+        """CPU seconds and context switches from this snapshot to now."""
+        later = _Cost.now()
+        return later.cpu - self.cpu, later.switches - self.switches
+
+
+@dataclass
+class Costs:
+    """CPU seconds and context switches of one contender (all its processes), per round."""
+
+    cpu: list[float] = field(default_factory=list)
+    switches: list[int] = field(default_factory=list)
+
+    def add(self, cpu: float, switches: int) -> None:
+        """Record one round."""
+        self.cpu.append(cpu)
+        self.switches.append(switches)
+
+    def per_write(self, writes: int) -> tuple[float, float]:
+        """Median CPU seconds and context switches per write, for ``writes`` per round."""
+        return statistics.median(self.cpu) / writes, statistics.median(self.switches) / writes
 
 
 @dataclass
@@ -146,6 +197,7 @@ class Group:
     times: list[float] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
     errors: int = 0
+    costs: Costs = field(default_factory=Costs)
 
     @classmethod
     def start(
@@ -185,6 +237,7 @@ class Group:
             self.times.append(max(r.end for r in reports) - min(r.start for r in reports))
             self.waits += [w for r in reports for w in r.waits]
             self.errors += sum(r.errors for r in reports)
+            self.costs.add(sum(r.cpu for r in reports), sum(r.switches for r in reports))
 
     def stop(self) -> None:
         """Wake and end the processes (they exit by themselves after the last round)."""
@@ -214,11 +267,15 @@ def run(ctx: Context) -> None:
     for number, kind in enumerate(KINDS):
         path = directory / f"group{number}.db"
         raw_sqlite(path).close()
-        groups[kind] = group = Group.start(spawn, kind, path, processes, writes, rounds)
+        count = 1 if kind == RAW_ALONE else processes
+        group = Group.start(spawn, kind, path, count, total // count, rounds)
+        groups[kind] = group
         ctx.cleanup.callback(group.stop)
     raw_times: list[float] = []
+    raw_costs = Costs()
 
     def raw_round(round_number: int) -> None:
+        cost = _Cost.now()
         start = time.perf_counter()
         for j in range(total):
             key = round_robin_key(j)
@@ -229,7 +286,9 @@ def run(ctx: Context) -> None:
             )
         if round_number:
             raw_times.append(time.perf_counter() - start)
+            raw_costs.add(*cost.since())
 
+    load_before = os.getloadavg()[0]
     for round_number in range(rounds):
         steps: list[Callable[[int], None]] = [
             raw_round,
@@ -238,15 +297,32 @@ def run(ctx: Context) -> None:
         shift = round_number % len(steps)
         for step in steps[shift:] + steps[:shift]:
             step(round_number)
+    load_after = os.getloadavg()[0]
     case = f"{total} writes per round"
-    section.rows.append(Row(case, "raw sqlite3, one writer (floor)", _rate(total, raw_times)))
+    floor_label = "raw sqlite3, one writer (floor)"
+    section.rows.append(Row(case, floor_label, _rate(total, raw_times)))
     for name, group in groups.items():
-        _report(section, case, f"{processes} x {name}", total, raw_times, group, name == QUEUED)
-    section.notes.append(
+        label = f"{len(group.processes)} x {name}"
+        if name == RAW_ALONE:
+            _report_throughput(section, case, label, total, raw_times, group)
+        else:
+            _report(section, case, label, total, raw_times, group, name == QUEUED)
+    section.rows.append(_cost_row(case, floor_label, total, raw_costs, None))
+    section.rows += [
+        _cost_row(case, f"{len(group.processes)} x {name}", total, group.costs, raw_costs)
+        for name, group in groups.items()
+    ]
+    section.notes += [
         "the write queue: SQLPersister holds an flock on '<database>-lock' around each write "
         "transaction, so waiting writers sleep in the kernel and wake when it is released "
-        "instead of polling with SQLite's busy handler (1, 2, 5, ... 100 ms sleeps)"
-    )
+        "instead of polling with SQLite's busy handler (1, 2, 5, ... 100 ms sleeps)",
+        "CPU time (user + system) and context switches per write: all of a group's processes; "
+        "the ratio is the CPU time's to the floor's. A write handed to another process costs a "
+        "wake-up and a re-read of the pages it changed, so when other work takes the cores the "
+        "queued groups, which hand most writes to another process, lose throughput first "
+        f"(1-minute load average {load_before:.1f} before the rounds, {load_after:.1f} after, "
+        f"on {os.cpu_count()} cores)",
+    ]
 
 
 def _process_context() -> ForkServerContext | SpawnContext:
@@ -259,6 +335,27 @@ def _process_context() -> ForkServerContext | SpawnContext:
     return multiprocessing.get_context("spawn")
 
 
+def _report_throughput(
+    section: Section, case: str, label: str, total: int, raw_times: list[float], group: Group
+) -> None:
+    """The aggregate throughput row of an informational group."""
+    ratio = _throughput_ratio(raw_times, group)
+    section.rows.append(
+        Row(case, f"{label}: aggregate", _rate(total, group.times), f"{ratio:.2f}x")
+    )
+
+
+def _cost_row(case: str, label: str, total: int, costs: Costs, floor: Costs | None) -> Row:
+    """CPU time and context switches per write; the ratio is the CPU time's to the floor's."""
+    cpu, switches = costs.per_write(total)
+    ratio = ""
+    if floor is not None:
+        floor_cpu, _ = floor.per_write(total)
+        ratio = f"{cpu / floor_cpu:.2f}x" if floor_cpu else ""
+    measured = f"{format_seconds(cpu)}, {switches:.2f} switches"
+    return Row(case, f"{label}: CPU time, context switches per write", measured, ratio)
+
+
 def _report(
     section: Section,
     case: str,
@@ -269,7 +366,7 @@ def _report(
     checked: bool,
 ) -> None:
     """Rows for one group; ``checked`` puts the targets next to them (else informational)."""
-    ratio = statistics.median(r / o for r, o in zip(raw_times, group.times, strict=True))
+    ratio = _throughput_ratio(raw_times, group)
     worst = max(group.waits)
     p99 = statistics.quantiles(group.waits, n=100)[98]
 
@@ -300,6 +397,11 @@ def _report(
             **judged(LOCK_ERRORS, group.errors),
         ),
     ]
+
+
+def _throughput_ratio(raw_times: list[float], group: Group) -> float:
+    """The median over the rounds of the group's throughput divided by the floor's."""
+    return statistics.median(r / o for r, o in zip(raw_times, group.times, strict=True))
 
 
 def _rate(total: int, times: list[float]) -> str:
