@@ -269,6 +269,8 @@ def test_redact_masks_a_urls_secrets_where_a_driver_echoes_them() -> None:
         ("sqlite:///rel.db", "sql", Path("rel.db")),
         ("sqlite:////abs/c.db?synchronous=NORMAL", "sql", Path("/abs/c.db")),
         ("sqlite://", "sql", None),
+        ("sqlite:///shared?mode=memory&cache=shared", "sql", None),
+        ("sqlite://h:xx/a.db", "sql", None),
         ("postgresql+psycopg://u:p@h/db", "sql", None),
         ("mysql+pymysql://u:p@h/db", "sql", None),
     ],

@@ -11,6 +11,7 @@ import functools
 import re
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -1141,3 +1142,129 @@ def test_mysql_unreachable_server_is_a_connection_error_with_the_password_masked
     message = str(caught.value)
     assert "s3cret" not in message
     assert "root:***@127.0.0.1:1/x" in message
+
+
+def _lock_waits(store: Store) -> int:
+    """How many lock waits the database has right now."""
+    if store.kind == "mysql":
+        query = "SELECT count(*) FROM information_schema.innodb_lock_waits"
+    else:
+        query = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+    [(count,)] = store.sql(query)
+    return int(count)
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+    indirect=True,
+)
+@pytest.mark.parametrize("monotonic", [False, True], ids=["overwrite", "monotonic"])
+def test_a_batch_chosen_as_deadlock_victim_is_run_again(store: Store, monotonic: bool) -> None:
+    persister = store.open(monotonic=monotonic)
+    first, second = KEY._replace(partition_id="1"), KEY._replace(partition_id="2")
+    persister.write_many({first: Checkpoint("0", 0), second: Checkpoint("0", 0)})
+    hashed = store.kind == "mysql"
+    where = "key_hash = :h" if hashed else "partition_id = :p"
+
+    def row(key: PartitionKey) -> dict[str, Any]:
+        return {"h": key_hash(key)} if hashed else {"p": key.partition_id}
+
+    admin = sa.create_engine(store.url)
+    other = admin.connect()
+    transaction = other.begin()
+    # The other transaction has done more work, so MySQL picks the batch as the victim (and
+    # PostgreSQL aborts the one that waited longer: the batch, too).
+    other.execute(sa.text(f"CREATE TABLE {store.table}_ballast (n INT)"))
+    transaction.commit()
+    transaction = other.begin()
+    other.execute(
+        sa.text(f"INSERT INTO {store.table}_ballast (n) VALUES (:n)"),
+        [{"n": n} for n in range(500)],
+    )
+    other.execute(
+        sa.text(f"UPDATE {store.table} SET sequence_number = 1 WHERE {where}"), row(second)
+    )
+    batch = {first: Checkpoint("5", 5), second: Checkpoint("5", 5)}
+    failures: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _collect(failures, persister.write_many, batch))
+    thread.start()  # locks the first row, then waits for the second
+    deadline = time.monotonic() + 30
+    while _lock_waits(store) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _lock_waits(store) > 0
+    other.execute(
+        sa.text(f"UPDATE {store.table} SET sequence_number = 1 WHERE {where}"), row(first)
+    )
+    transaction.commit()
+    other.execute(sa.text(f"DROP TABLE {store.table}_ballast"))
+    other.commit()
+    thread.join()
+    other.close()
+    admin.dispose()
+    assert failures == []
+    assert persister.read(*first) == Checkpoint("5", 5)
+    assert persister.read(*second) == Checkpoint("5", 5)
+
+
+def _collect(failures: list[BaseException], call: Callable[..., object], *args: object) -> None:
+    try:
+        call(*args)
+    except BaseException as exc:  # the test asserts on it
+        failures.append(exc)
+
+
+@pytest.mark.mysql
+def test_mysql_reads_by_key_whatever_the_connection_character_set(mysql_store: Store) -> None:
+    key = KEY._replace(consumer_group="caf\u00e9", partition_id="\u00e9")
+    mysql_store.open().write(*key, Checkpoint("1", 1))
+    latin1 = SQLPersister(f"{mysql_store.url}?charset=latin1")
+    mysql_store.opened.append(latin1)
+    assert latin1.read(*key) == Checkpoint("1", 1)
+    latin1.write(*key, Checkpoint("2", 2))
+    assert mysql_store.open().read(*key) == Checkpoint("2", 2)
+    assert latin1.delete(*key) == 1
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("scheme", ["mysql+pymysql", "mariadb+pymysql", "mariadb"])
+def test_mysql_table_is_utf8mb4_innodb_in_a_latin1_database(
+    mysql_database: str, scheme: str
+) -> None:
+    url = sa.make_url(mysql_database)
+    admin = sa.create_engine(url)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"ALTER DATABASE `{url.database}` CHARACTER SET latin1"))
+    admin.dispose()
+    key = KEY._replace(partition_id="\U0001f600")
+    with SQLPersister(url.set(drivername=scheme).render_as_string(hide_password=False)) as p:
+        p.write(*key, Checkpoint("offset \U0001f680", 1))
+        assert p.read(*key) == Checkpoint("offset \U0001f680", 1)
+        with p.engine.connect() as connection:
+            [(engine, collation)] = connection.execute(
+                sa.text(
+                    "SELECT engine, table_collation FROM information_schema.tables "
+                    "WHERE table_schema = :db AND table_name = 'checkpoints'"
+                ),
+                {"db": url.database},
+            ).all()
+    assert (engine, collation.split("_")[0]) == ("InnoDB", "utf8mb4")
+
+
+@pytest.mark.mysql
+def test_mysql_url_without_a_database_is_refused_naming_the_fix(mysql_database: str) -> None:
+    server = sa.make_url(mysql_database)._replace(database=None)
+    url = server.render_as_string(hide_password=False)
+    with pytest.raises(ValueError, match="names no database: add one"):
+        SQLPersister(url)
+    with pytest.raises(SchemaError, match="CREATE DATABASE `sc_nowhere`"):
+        SQLPersister(url, schema="sc_nowhere")
+    # Naming the database by schema= works; the table lives there.
+    database = sa.make_url(mysql_database).database
+    with SQLPersister(url, schema=database) as persister:
+        persister.write(*KEY, Checkpoint("1", 1))
+    with SQLPersister(mysql_database) as persister:
+        assert persister.read(*KEY) == Checkpoint("1", 1)

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import mysql
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -59,33 +58,28 @@ def downgrade() -> None:
 
 def _upgrade_mysql() -> None:
     """MySQL/MariaDB: keyed on a hash of the key (four utf8mb4 VARCHAR(256) exceed InnoDB's
-    3072-byte key), exact (binary, no-pad) key comparisons, microsecond DATETIMEs in UTC."""
+    3072-byte key), exact (binary, no-pad) key comparisons, microsecond DATETIMEs in UTC.
+
+    One statement, written out: MySQL can't roll DDL back, so the table and its index and
+    constraint must appear together or not at all.
+    """
     dialect = op.get_context().dialect
     mariadb = dialect.name == "mariadb" or getattr(dialect, "is_mariadb", False)
     collation = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
-    key_type = mysql.VARCHAR(KEY_LENGTH, charset="utf8mb4", collation=collation)
-    op.create_table(
-        "checkpoints",
-        sa.Column("key_hash", mysql.BINARY(32), nullable=False),
-        *(sa.Column(name, key_type, nullable=False) for name in KEY_COLUMNS),
-        sa.Column("stream_offset", mysql.LONGTEXT(), nullable=False),
-        sa.Column("sequence_number", sa.BigInteger(), nullable=False),
-        sa.Column("enqueue_time", mysql.DATETIME(fsp=6), nullable=True),
-        sa.Column(
-            "updated_at",
-            mysql.DATETIME(fsp=6),
-            nullable=False,
-            server_default=sa.text("(UTC_TIMESTAMP(6))"),
-        ),
-        sa.PrimaryKeyConstraint("key_hash"),
-        sa.CheckConstraint(KEY_HASH_SQL, name="ck_checkpoints_key_hash"),
-        schema=_schema(),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
-    )
-    op.create_index(
-        "ix_checkpoints_group",
-        "checkpoints",
-        ["namespace", "name", "consumer_group"],
-        schema=_schema(),
+    key = f"VARCHAR({KEY_LENGTH}) CHARACTER SET utf8mb4 COLLATE {collation} NOT NULL"
+    schema = _schema()
+    table = "checkpoints" if schema is None else f"`{schema.replace('`', '``')}`.checkpoints"
+    columns = ",\n    ".join(f"{name} {key}" for name in KEY_COLUMNS)
+    op.execute(
+        f"""CREATE TABLE {table} (
+    key_hash BINARY(32) NOT NULL,
+    {columns},
+    stream_offset LONGTEXT CHARACTER SET utf8mb4 NOT NULL,
+    sequence_number BIGINT NOT NULL,
+    enqueue_time DATETIME(6) NULL,
+    updated_at DATETIME(6) NOT NULL DEFAULT (UTC_TIMESTAMP(6)),
+    PRIMARY KEY (key_hash),
+    KEY ix_checkpoints_group (namespace, name, consumer_group),
+    CONSTRAINT ck_checkpoints_key_hash CHECK ({KEY_HASH_SQL})
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
     )

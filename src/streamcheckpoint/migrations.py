@@ -132,7 +132,7 @@ def history() -> list[Revision]:
 def current(url_or_engine: UrlOrEngine, *, schema: str | None = None) -> str | None:
     """Return the revision the database is at, or ``None`` when it has none of our tables."""
     with _engine_for(url_or_engine) as engine:
-        _dialect_of(engine).check_schema(schema)
+        _dialect_of(engine).check_schema(schema, engine.url)
         return _read_revision(engine, schema)
 
 
@@ -153,7 +153,7 @@ def upgrade(
     if sql:
         return _offline(url_or_engine, schema, "upgrade", revision)
     with _engine_for(url_or_engine) as engine:
-        _dialect_of(engine).check_schema(schema)
+        _dialect_of(engine).check_schema(schema, engine.url)
         _migrate_locked(engine, schema, "upgrade", _upgrade_to(engine, schema, revision))
     return None
 
@@ -176,7 +176,7 @@ def downgrade(
             revision = f"{head()}:{revision}"
         return _offline(url_or_engine, schema, "downgrade", revision)
     with _engine_for(url_or_engine) as engine:
-        _dialect_of(engine).check_schema(schema)
+        _dialect_of(engine).check_schema(schema, engine.url)
         _migrate_locked(
             engine, schema, "downgrade", lambda conn: _run(conn, schema, "downgrade", revision)
         )
@@ -199,7 +199,7 @@ def ensure_schema(engine: sa.Engine, *, schema: str | None = None, migrate: bool
     """
     if not isinstance(engine, sa.Engine):
         raise TypeError(f"engine must be a sqlalchemy.Engine, not {type(engine).__name__}")
-    _dialect_of(engine).check_schema(schema)
+    _dialect_of(engine).check_schema(schema, engine.url)
     found = _read_revision(engine, schema)
     if found == HEAD_REVISION:
         return
@@ -393,9 +393,10 @@ def release_migration_lock(conn: sa.Connection) -> None:
 
 def _check_schema_exists(conn: sa.Connection, engine: sa.Engine, schema: str | None) -> None:
     if schema is not None and not sa.inspect(conn).has_schema(schema):
+        create = _dialect_of(engine).create_schema_sql.format(schema)
         raise SchemaError(
             f"schema {schema!r} does not exist in {_describe(engine, None)}; create it first "
-            f'(CREATE SCHEMA "{schema}") or pass another schema'
+            f"({create}) or pass another schema"
         )
 
 
@@ -428,7 +429,9 @@ def _refuse_foreign_table(conn: sa.Connection, engine: sa.Engine, schema: str | 
             "streamcheckpoint's migrations (another application's table, or created by hand). "
             "Nothing was changed. Use another database or schema; or, if that table is exactly "
             f"revision {HEAD_REVISION!r}'s, record it with `alembic -c alembic.ini -x url=... "
-            f"stamp {HEAD_REVISION}` from a source checkout."
+            f"stamp {HEAD_REVISION}` from a source checkout. (On MySQL, which can't roll DDL "
+            "back, a first migration interrupted after creating the table leaves it like this: "
+            "if it holds no rows, drop it and open again.)"
         )
 
 
@@ -447,7 +450,7 @@ def _offline(
     from .sql.engine import resolve_url
 
     url, dialect = resolve_url(url_or_engine)
-    dialect.check_schema(schema)
+    dialect.check_schema(schema)  # offline: the URL need not name a database
     buffer = io.StringIO()
     config = _config({ATTR_URL: url, ATTR_SCHEMA: schema}, output_buffer=buffer)
     with _alembic_lock:

@@ -165,10 +165,13 @@ def _sqlite_file(url: str) -> Path | None:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        database = make_url(url).database
-    except ArgumentError:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # e.g. a port that isn't a number
         return None
+    database = parsed.database
     if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    if parsed.query.get("mode") == "memory" or parsed.query.get("uri"):
         return None
     return Path(database)
 

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, cast
 
@@ -117,8 +117,14 @@ class Dialect(abc.ABC):
     statement_options: ClassVar[Mapping[str, Any]] = {}
     """Execution options for reads and deletes (one statement each) through SQLAlchemy."""
 
-    def check_schema(self, schema: str | None) -> None:
-        """Refuse a ``schema`` argument this database can't take (``TypeError``/``ValueError``)."""
+    create_schema_sql: ClassVar[str] = 'CREATE SCHEMA "{}"'
+    """How to create a schema named ``{}`` here, for error messages."""
+
+    def check_schema(self, schema: str | None, url: sa.URL | None = None) -> None:
+        """Refuse a ``schema`` argument this database can't take (``TypeError``/``ValueError``).
+
+        ``url``, where known, is the database's: some need it to name a database.
+        """
         if schema is None:
             return
         if not isinstance(schema, str):
@@ -139,12 +145,6 @@ class Dialect(abc.ABC):
         database's clock); the monotonic one leaves a stored row whose sequence number is
         higher unchanged.
         """
-
-    def key_match(self, key: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:
-        """The ``WHERE`` conditions selecting the row of a whole key (four bound values)."""
-        table = self.table
-        columns = (table.c.namespace, table.c.name, table.c.consumer_group, table.c.partition_id)
-        return [column == value for column, value in zip(columns, key, strict=True)]
 
     def get_autocommit(self, connection: DBAPIConnection) -> Any:
         """The driver connection's autocommit setting (see :attr:`autocommit`)."""
@@ -188,6 +188,11 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def classify(self, error: BaseException) -> Failure:
         """Say what a driver error means to the caller."""
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether the database aborted (and rolled back) the work to break a deadlock or a
+        lock wait, so that running it again may succeed."""
+        return False
 
     def bind_processor(
         self, type_: sa.types.TypeEngine[Any], dialect: sa.Dialect
@@ -282,8 +287,8 @@ class SQLiteDialect(_OnConflictDialect):
         hook = _sqlite_connect_hook(url.database, pragmas, wal=not memory, wait_ms=busy_timeout)
         return url, arguments, hook
 
-    def check_schema(self, schema: str | None) -> None:
-        super().check_schema(schema)
+    def check_schema(self, schema: str | None, url: sa.URL | None = None) -> None:
+        super().check_schema(schema, url)
         if schema is not None:
             raise ValueError(
                 f"schema={schema!r} is not supported on SQLite (a SQLite file has no schemas); "
@@ -339,6 +344,8 @@ class SQLiteDialect(_OnConflictDialect):
 
 # SQLSTATEs meaning the table or schema is not there (or not as the code expects).
 _PG_SCHEMA_STATES = frozenset({"42P01", "42703", "3F000"})
+# Deadlock detected, serialization failure: the transaction was rolled back; run it again.
+_PG_TRANSIENT_STATES = frozenset({"40P01", "40001"})
 # Operator intervention that ends the session: admin/crash shutdown, cannot connect now.
 _PG_GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
 
@@ -393,6 +400,9 @@ class PostgreSQLDialect(_OnConflictDialect):
     def take_migration_lock(self, connection: sa.Connection) -> None:
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_MIGRATION_LOCK_KEY)))
 
+    def is_transient(self, error: BaseException) -> bool:
+        return getattr(error, "sqlstate", None) in _PG_TRANSIENT_STATES
+
     def classify(self, error: BaseException) -> Failure:
         import psycopg
 
@@ -408,8 +418,14 @@ class PostgreSQLDialect(_OnConflictDialect):
         return "other"
 
 
-# Client errors: can't connect, server gone away, lost connection, and the like.
-_MYSQL_GONE_CODES = frozenset({1040, 1044, 1045, 1049, 1053, 1927, 2002, 2003, 2005, 2006, 2013})
+# Can't connect, refused (access, host, limits), server gone away, lost connection, and the like.
+_MYSQL_GONE_CODES = frozenset(
+    {1040, 1044, 1045, 1049, 1053, 1129, 1130, 1203, 1226, 1698, 1927}
+    | {2002, 2003, 2005, 2006, 2013, 2026, 2059, 2061, 4031}
+)
+# Deadlock (the transaction was rolled back) and lock wait timeout (the statement was; we roll
+# back the rest): run it again.
+_MYSQL_TRANSIENT_CODES = frozenset({1213, 1205})
 # Server errors for a missing table or column.
 _MYSQL_SCHEMA_CODES = frozenset({1146, 1054})
 
@@ -417,9 +433,9 @@ _MYSQL_SCHEMA_CODES = frozenset({1146, 1054})
 class MySQLDialect(Dialect):
     """MySQL and MariaDB through PyMySQL.
 
-    The table is keyed on ``key_hash`` (see :mod:`.schema`): a write binds the hash, computed
-    in Python, and a read by key finds the row by the same hash, computed by the database from
-    the four bound key values. ``updated_at`` is ``UTC_TIMESTAMP(6)``.
+    The table is keyed on ``key_hash`` (see :mod:`.schema`): writes and reads by key bind the
+    hash, computed in Python from the key's UTF-8 bytes, so a connection in another character
+    set can't make a read miss what a write stored. ``updated_at`` is ``UTC_TIMESTAMP(6)``.
 
     An engine SQLPersister creates is pooled with ``pool_pre_ping`` (so a server restart costs
     no call) and ``pool_recycle=3600`` (MySQL drops connections idle for ``wait_timeout``),
@@ -429,7 +445,7 @@ class MySQLDialect(Dialect):
     whose sequence number is higher by assigning every column its own value, and SQLAlchemy's
     MySQL dialects always report rows found rather than changed, so a refused write can't be
     told from a new row by its row count. Monotonic writes therefore run in a transaction that
-    reads the written rows back before it commits (two more round trips).
+    reads the written rows back before it commits (``BEGIN``, one query per 500 keys, ``COMMIT``).
     """
 
     name = "mysql"
@@ -464,12 +480,15 @@ class MySQLDialect(Dialect):
         monotonic = insert.on_duplicate_key_update(guarded)
         return upsert, monotonic
 
-    def key_match(self, key: Sequence[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[bool]]:
-        separator: sa.ColumnElement[Any] = sa.literal_column("X'00'")
-        digest = sa.func.unhex(
-            sa.func.sha2(sa.func.concat_ws(separator, *key), sa.literal_column("256"))
-        )
-        return [self.table.c.key_hash == digest]
+    create_schema_sql = "CREATE DATABASE `{}`"
+
+    def check_schema(self, schema: str | None, url: sa.URL | None = None) -> None:
+        super().check_schema(schema, url)
+        if schema is None and url is not None and not url.database:
+            raise ValueError(
+                f"the MySQL URL {url.render_as_string(hide_password=True)} names no database: "
+                f"add one ({self.url_example}) or pass schema='dbname'"
+            )
 
     def get_autocommit(self, connection: DBAPIConnection) -> Any:
         return cast(Any, connection).get_autocommit()
@@ -516,15 +535,23 @@ class MySQLDialect(Dialect):
         connection.execute(sa.select(sa.func.release_lock(MYSQL_MIGRATION_LOCK)))
         connection.commit()
 
+    def is_transient(self, error: BaseException) -> bool:
+        return _mysql_code(error) in _MYSQL_TRANSIENT_CODES
+
     def classify(self, error: BaseException) -> Failure:
         import pymysql
 
-        code = error.args[0] if error.args and isinstance(error.args[0], int) else None
+        code = _mysql_code(error)
         if code in _MYSQL_SCHEMA_CODES:
             return "schema"
         if isinstance(error, pymysql.InterfaceError) or code in _MYSQL_GONE_CODES:
             return "connection"
         return "other"
+
+
+def _mysql_code(error: BaseException) -> int | None:
+    """The MySQL error number of a PyMySQL error."""
+    return error.args[0] if error.args and isinstance(error.args[0], int) else None
 
 
 DIALECTS: tuple[Dialect, ...] = (SQLiteDialect(), PostgreSQLDialect(), MySQLDialect())

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -38,6 +40,9 @@ _T = TypeVar("_T")
 
 Work = Callable[[DBAPIConnection, DBAPICursor], _T]
 """Something run on a driver connection and a cursor of it."""
+
+_TRANSIENT_ATTEMPTS = 5
+"""How many times a write aborted by a deadlock or a lock-wait timeout is run at most."""
 
 CommitCheck = Callable[[int, DBAPICursor], bool]
 """Whether a transaction may commit, given its row count and its cursor."""
@@ -323,6 +328,21 @@ class Writer:
     # -- connections ---------------------------------------------------------------------
 
     def _write(self, work: Work[_T]) -> _T:
+        """Run ``work``; again, after a pause, if the database aborted it to break a deadlock.
+
+        The database has rolled the work back by then (see :meth:`.Dialect.is_transient`), and
+        writes are upserts: running one again leaves the state running it once would have.
+        """
+        for attempt in range(1, _TRANSIENT_ATTEMPTS + 1):
+            try:
+                return self._queued(work)
+            except self.driver_error as exc:
+                if attempt == _TRANSIENT_ATTEMPTS or not self._dialect.is_transient(exc):
+                    raise
+            time.sleep(random.uniform(0, 0.002 * 2**attempt))  # don't meet the other again
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _queued(self, work: Work[_T]) -> _T:
         """Run ``work`` in turn with the other writers of the queue, if there is one."""
         queue = self._queue
         if queue is None:

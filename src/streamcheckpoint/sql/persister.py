@@ -19,17 +19,19 @@ from .dialects import Failure
 from .driver import CommitCheck, CompiledStatement, WriteQueue, Writer
 from .engine import open_engine, shared_connection_lock
 from .statements import (
-    KEY_PARAMS,
     checkpoint_from_row,
     corrupt_row_error,
-    key_params,
     record_from_row,
+    select_sequence_numbers,
     statements_for,
 )
 
 __all__ = ["SQLPersister"]
 
 _by_key = operator.itemgetter(0)
+
+# How many keys a monotonic batch reads back per query, where the row count can't tell.
+_READBACK_CHUNK = 500
 
 # A monotonic write refused because of a row that then changed before we could read it (a
 # delete, or a non-monotonic writer) is tried again; this many times at most.
@@ -124,9 +126,12 @@ class SQLPersister(BasePersister):
         # know runs as a transaction that reads back.
         self._transactional_writes = monotonic and not dialect.refusals_by_rowcount
         self._sort_batches = dialect.locks_rows
+        self._key_values = self._statements.key_values
         self._select = CompiledStatement(
-            self._statements.select_checkpoint, KEY_PARAMS, engine, dialect, schema
+            self._statements.select_checkpoint, self._statements.key_names, engine, dialect, schema
         )
+        self._dialect = dialect
+        self._readbacks: dict[int, CompiledStatement] = {}
         self._shared_lock = shared_connection_lock(engine)
         queue_path = dialect.write_queue_path(engine.url)
         queue = None if queue_path is None else WriteQueue(queue_path)
@@ -188,7 +193,7 @@ class SQLPersister(BasePersister):
 
     def _read(self, key: PartitionKey) -> Checkpoint | None:
         try:
-            rows = self._writer.fetch(self._select, key)
+            rows = self._writer.fetch(self._select, self._key_values(key))
         except self._errors as exc:
             raise self._translate(exc, "read", key) from exc
         if not rows:
@@ -203,7 +208,7 @@ class SQLPersister(BasePersister):
         statement = self._statements.select_records[len(prefix)]
         with self._failures("list", None), self._executor.connect() as connection:
             try:
-                rows = connection.execute(statement, key_params(prefix)).all()
+                rows = connection.execute(statement, self._statements.params(prefix)).all()
             except (TypeError, ValueError) as exc:  # a stored value the types can't convert
                 self._find_corrupt_row(connection, prefix)
                 raise corrupt_row_error(None, self._where, exc) from exc
@@ -215,11 +220,11 @@ class SQLPersister(BasePersister):
         if partition_id is None:
             key = None
             statement = self._statements.delete_group
-            params = key_params((namespace, name, consumer_group))
+            params = self._statements.params((namespace, name, consumer_group))
         else:
             key = PartitionKey(namespace, name, consumer_group, partition_id)
             statement = self._statements.delete_partition
-            params = key_params(key)
+            params = self._statements.params(key)
         with self._failures("delete", key), self._executor.begin() as connection:
             return int(connection.execute(statement, params).rowcount)
 
@@ -243,22 +248,36 @@ class SQLPersister(BasePersister):
     def _none_refused(
         self, cursor: DBAPICursor, pairs: Sequence[tuple[PartitionKey, Checkpoint]]
     ) -> bool:
-        """Read the rows a monotonic batch wrote, in its transaction: was any left ahead?"""
-        select = self._select
-        for key, checkpoint in pairs:
-            cursor.execute(select.sql, select.parameters(key))
-            row = cursor.fetchone()
-            if row is None or row[1] > checkpoint.sequence_number:
-                return False
+        """Read back what a monotonic batch left, in its transaction: is any stored row ahead?"""
+        for start in range(0, len(pairs), _READBACK_CHUNK):
+            chunk = pairs[start : start + _READBACK_CHUNK]
+            hashes = [self._key_values(key)[0] for key, _ in chunk]
+            query = self._readback(len(chunk))
+            cursor.execute(query.sql, query.parameters(hashes))
+            stored = {bytes(row[0]): row[1] for row in cursor.fetchall()}
+            for (_, checkpoint), hashed in zip(chunk, hashes, strict=True):
+                sequence_number = stored.get(hashed)
+                if sequence_number is None or sequence_number > checkpoint.sequence_number:
+                    return False
         return True
+
+    def _readback(self, count: int) -> CompiledStatement:
+        """The compiled read-back query for ``count`` keys (kept: batches repeat their sizes)."""
+        query = self._readbacks.get(count)
+        if query is None:
+            statement, names = select_sequence_numbers(self._dialect, count)
+            query = CompiledStatement(statement, names, self.engine, self._dialect, self.schema)
+            self._readbacks[count] = query
+        return query
 
     def _find_corrupt_row(self, connection: sa.Connection, prefix: tuple[str, ...]) -> None:
         """Raise the CorruptCheckpointError naming the first unreadable row under ``prefix``."""
-        keys = connection.execute(self._statements.select_keys[len(prefix)], key_params(prefix))
+        statements = self._statements
+        keys = connection.execute(statements.select_keys[len(prefix)], statements.params(prefix))
         for found in keys.all():
             key = PartitionKey(*found)
             try:
-                rows = connection.execute(self._statements.select_records[4], key_params(key))
+                rows = connection.execute(statements.select_records[4], statements.params(key))
                 record_from_row(rows.one(), self._where)
             except (TypeError, ValueError) as exc:
                 raise corrupt_row_error(key, self._where, exc) from exc

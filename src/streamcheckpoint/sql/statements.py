@@ -29,6 +29,7 @@ from .dialects import Dialect
 from .schema import KEY_COLUMN_NAMES, key_hash
 
 __all__ = [
+    "HASHED_KEY_PARAMS",
     "HASHED_WRITE_PARAMS",
     "KEY_PARAMS",
     "WRITE_PARAMS",
@@ -37,6 +38,7 @@ __all__ = [
     "corrupt_row_error",
     "key_params",
     "record_from_row",
+    "select_sequence_numbers",
     "statements_for",
     "write_params",
     "write_values",
@@ -51,6 +53,9 @@ WRITE_PARAMS = (*KEY_PARAMS, "p_offset", "p_sequence_number", "p_enqueue_time")
 
 HASHED_WRITE_PARAMS = ("p_key_hash", *WRITE_PARAMS)
 """The bound values of an upsert where the table is keyed on ``key_hash`` (MySQL)."""
+
+HASHED_KEY_PARAMS = ("p_key_hash",)
+"""The bound value naming a whole key where the table is keyed on ``key_hash`` (MySQL)."""
 
 
 _CHECKPOINT_NAMES = ("stream_offset", "sequence_number", "enqueue_time")
@@ -68,6 +73,14 @@ class Statements:
 
     write_values: Callable[[PartitionKey, Checkpoint], tuple[Any, ...]]
     """The values of an upsert for a key and a checkpoint."""
+
+    key_names: tuple[str, ...]
+    """The bound values of the statements that name a whole key (``select_checkpoint``,
+    ``select_records[4]``, ``select_keys[4]``, ``delete_partition``): :data:`KEY_PARAMS`, or
+    :data:`HASHED_KEY_PARAMS` where the table is keyed on ``key_hash``."""
+
+    key_values: Callable[[Sequence[str]], tuple[Any, ...]]
+    """The values of :attr:`key_names` for a whole key."""
 
     upsert: sa.Insert
     """Insert or overwrite one checkpoint; row count 1."""
@@ -90,11 +103,22 @@ class Statements:
     delete_partition: sa.Delete
     """Delete one partition's checkpoint (four key values)."""
 
+    def params(self, key: Sequence[str]) -> dict[str, Any]:
+        """The bound parameters of a statement naming ``key``, a whole key or a prefix."""
+        if len(key) == len(KEY_PARAMS):
+            return dict(zip(self.key_names, self.key_values(key), strict=True))
+        return key_params(key)
+
 
 def _key_filter(dialect: Dialect, length: int) -> list[sa.ColumnElement[bool]]:
-    """``WHERE`` conditions for the first ``length`` key components, bound as KEY_PARAMS."""
-    if length == len(KEY_PARAMS):
-        return dialect.key_match([sa.bindparam(param, type_=sa.String()) for param in KEY_PARAMS])
+    """``WHERE`` conditions for the first ``length`` key components, bound as KEY_PARAMS.
+
+    A whole key on a table keyed on ``key_hash`` is found by the hash, bound as computed in
+    Python: the same bytes the write stored, whatever the connection's character set.
+    """
+    if length == len(KEY_PARAMS) and dialect.hashed_key:
+        key_hash_column = dialect.table.c.key_hash
+        return [key_hash_column == sa.bindparam(HASHED_KEY_PARAMS[0], type_=key_hash_column.type)]
     columns = [dialect.table.c[name] for name in KEY_COLUMN_NAMES[:length]]
     return [
         column == sa.bindparam(param) for column, param in zip(columns, KEY_PARAMS, strict=False)
@@ -131,6 +155,8 @@ def statements_for(dialect: Dialect) -> Statements:
     return Statements(
         write_params=HASHED_WRITE_PARAMS if hashed else WRITE_PARAMS,
         write_values=write_values_hashed if hashed else write_values,
+        key_names=HASHED_KEY_PARAMS if hashed else KEY_PARAMS,
+        key_values=_hashed_key_values if hashed else tuple,
         upsert=upsert,
         upsert_monotonic=upsert_monotonic,
         select_checkpoint=sa.select(*checkpoint_columns).where(*_key_filter(dialect, 4)),
@@ -139,6 +165,18 @@ def statements_for(dialect: Dialect) -> Statements:
         delete_group=sa.delete(table).where(*_key_filter(dialect, 3)),
         delete_partition=sa.delete(table).where(*_key_filter(dialect, 4)),
     )
+
+
+def select_sequence_numbers(dialect: Dialect, count: int) -> tuple[sa.Select[Any], list[str]]:
+    """``(key_hash, sequence_number)`` of ``count`` keys by their hashes, and the bound names.
+
+    Only for a table keyed on ``key_hash``: how a monotonic batch reads back, in one query,
+    what it left in place.
+    """
+    column = dialect.table.c.key_hash
+    names = [f"p_key_hash_{i}" for i in range(count)]
+    hashes = [sa.bindparam(name, type_=column.type) for name in names]
+    return sa.select(column, dialect.table.c.sequence_number).where(column.in_(hashes)), names
 
 
 # -- parameter mapping ----------------------------------------------------------------------
@@ -166,8 +204,13 @@ def write_params(key: PartitionKey, checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 def key_params(key: Sequence[str]) -> dict[str, str]:
-    """The bound parameters naming a key or a key prefix (namespace, name, ...)."""
+    """The bound parameters naming a key prefix (namespace, name, ...), or a whole key where the
+    table is keyed on the four columns (see :meth:`Statements.params`)."""
     return dict(zip(KEY_PARAMS, key, strict=False))
+
+
+def _hashed_key_values(key: Sequence[str]) -> tuple[Any, ...]:
+    return (key_hash(key),)
 
 
 # -- row mapping ----------------------------------------------------------------------------
