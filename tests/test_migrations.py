@@ -1,8 +1,9 @@
-"""The Alembic scripts and streamcheckpoint.migrations, on SQLite and PostgreSQL."""
+"""The Alembic scripts and streamcheckpoint.migrations, on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -402,10 +403,21 @@ def test_unsupported_databases_are_refused_before_connecting() -> None:
     engine.dispose()
 
 
-def test_a_missing_driver_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed
-    with pytest.raises(PersistError, match="pip install") as caught:
-        m.current("postgresql+psycopg://postgres:s3cret@127.0.0.1:1/test")
+@pytest.mark.parametrize(
+    ("module", "url", "extra"),
+    [
+        ("psycopg", "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/test", "postgres"),
+        ("pymysql", "mysql://root:s3cret@127.0.0.1:1/test", "mysql"),
+    ],
+)
+def test_a_missing_driver_is_named(
+    monkeypatch: pytest.MonkeyPatch, module: str, url: str, extra: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if the driver were not installed
+    with pytest.raises(
+        PersistError, match=re.escape(f"pip install 'streamcheckpoint[{extra}]'")
+    ) as caught:
+        m.current(url)
     assert "s3cret" not in str(caught.value)
     assert isinstance(caught.value.__cause__, ImportError)
 

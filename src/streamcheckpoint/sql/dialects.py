@@ -80,6 +80,9 @@ class Dialect(abc.ABC):
     url_example: ClassVar[str]
     """A URL of this kind, for error messages."""
 
+    extra: ClassVar[str | None] = None
+    """The package extra that installs :attr:`driver` (``pip install 'streamcheckpoint[...]'``)."""
+
     aliases: ClassVar[tuple[str, ...]] = ()
     """Other names SQLAlchemy gives the same database (``mariadb`` for ``mysql``)."""
 
@@ -367,6 +370,7 @@ class PostgreSQLDialect(_OnConflictDialect):
     name = "postgresql"
     driver = "psycopg"
     url_example = "postgresql+psycopg://user:password@host:5432/dbname"
+    extra = "postgres"
     # SQLAlchemy picks psycopg2 for the first and refuses the second.
     bare_names = ("postgresql", "postgres")
     begin_sql = "BEGIN"
@@ -452,6 +456,7 @@ class MySQLDialect(Dialect):
     aliases = ("mariadb",)
     driver = "pymysql"
     url_example = "mysql+pymysql://user:password@host:3306/dbname"
+    extra = "mysql"
     # SQLAlchemy picks mysqlclient (MySQLdb) for these.
     bare_names = ("mysql", "mariadb")
     begin_sql = "BEGIN"

@@ -85,7 +85,8 @@ def open_engine(
     except ImportError as exc:
         raise PersistError(
             f"can't open {mask_url(url_or_engine)}: the {dialect.driver} driver is not "
-            f"installed ({exc}); install it, e.g. pip install 'streamcheckpoint[postgres]'"
+            f"installed ({exc}); install it"
+            + (f": pip install 'streamcheckpoint[{dialect.extra}]'" if dialect.extra else "")
         ) from exc
     except sa.exc.ArgumentError as exc:
         raise ValueError(f"can't open {mask_url(url_or_engine)}: {exc}") from exc
