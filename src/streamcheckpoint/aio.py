@@ -30,11 +30,16 @@ from .checkpoint import (
     Checkpoint,
     CheckpointRecord,
     check_checkpoint,
-    check_key_component,
     make_key,
 )
 from .errors import PersistError
-from .persister import BasePersister, CheckpointItems, normalize_items, normalize_scope
+from .persister import (
+    BasePersister,
+    CheckpointItems,
+    check_delete_target,
+    normalize_items,
+    normalize_scope,
+)
 from .sql import SQLPersister
 from .urls import mask_url, open_persister
 
@@ -178,11 +183,7 @@ class AsyncPersister(Generic[_P]):
         partition_id: str | None = None,
     ) -> int:
         """Delete one partition's checkpoint, or the whole consumer group's; return the count."""
-        check_key_component("namespace", namespace)
-        check_key_component("name", name)
-        check_key_component("consumer_group", consumer_group)
-        if partition_id is not None:
-            check_key_component("partition_id", partition_id)
+        check_delete_target(namespace, name, consumer_group, partition_id)
         return await self._call(
             lambda sync: sync.delete(namespace, name, consumer_group, partition_id)
         )

@@ -30,6 +30,7 @@ __all__ = [
     "BasePersister",
     "CheckpointItems",
     "CheckpointPersister",
+    "check_delete_target",
     "check_monotonic",
     "normalize_items",
     "normalize_scope",
@@ -62,6 +63,17 @@ class CheckpointPersister(Protocol):
 
     def read(self, namespace: str, name: str, consumer_group: str, partition_id: str) -> Checkpoint:
         """Return the stored checkpoint, or start of stream if none was written."""
+
+
+def check_delete_target(
+    namespace: object, name: object, consumer_group: object, partition_id: object
+) -> None:
+    """Validate the arguments of ``delete`` (``partition_id`` None: the whole group)."""
+    check_key_component("namespace", namespace)
+    check_key_component("name", name)
+    check_key_component("consumer_group", consumer_group)
+    if partition_id is not None:
+        check_key_component("partition_id", partition_id)
 
 
 def normalize_items(items: CheckpointItems) -> list[tuple[PartitionKey, Checkpoint]]:
@@ -209,11 +221,7 @@ class BasePersister(abc.ABC):
         partition_id: str | None = None,
     ) -> int:
         """Delete one partition's checkpoint, or the whole consumer group's; return the count."""
-        check_key_component("namespace", namespace)
-        check_key_component("name", name)
-        check_key_component("consumer_group", consumer_group)
-        if partition_id is not None:
-            check_key_component("partition_id", partition_id)
+        check_delete_target(namespace, name, consumer_group, partition_id)
         self._check_open()
         return self._delete(namespace, name, consumer_group, partition_id)
 
