@@ -81,6 +81,18 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.005)
 
 
+async def wait_for_event(event: threading.Event, what: str) -> None:
+    """Wait (in a thread, so the loop runs meanwhile) until a worker thread sets ``event``."""
+    if not await asyncio.to_thread(event.wait, WAIT_LIMIT):
+        raise AssertionError(f"gave up waiting until {what}")
+
+
+def wait_for_gate(gate: threading.Event) -> None:
+    """Wait (in a worker thread) until the test opens ``gate``."""
+    if not gate.wait(WAIT_LIMIT):
+        raise AssertionError("the test never opened the gate")
+
+
 async def settle(task: asyncio.Task[T]) -> T | None:
     """Await ``task``; None if it was cancelled."""
     try:
@@ -285,6 +297,31 @@ def test_write_many_takes_its_items_when_called(async_backend: AsyncBackend) -> 
     asyncio.run(main())
 
 
+def test_write_many_copies_the_lists_in_its_items() -> None:
+    held = HeldMemoryPersister()
+
+    async def main() -> None:
+        store = AsyncPersister(held, max_workers=1)
+        blocker = asyncio.create_task(store.write(*key("9"), GOOD))
+        await wait_for_event(held.writing, "the only worker thread is busy")
+        pair: list[Any] = [list(key("0")), Checkpoint("old", 1)]  # a list pair, a list key
+        in_tuple = (list(key("1")), Checkpoint("one", 1))
+        batch = asyncio.create_task(store.write_many([pair, in_tuple]))  # type: ignore[list-item]
+        await asyncio.sleep(0)  # the call is made; its items wait for the worker thread
+        pair[0][3], pair[1] = "changed", Checkpoint("new", 2)
+        in_tuple[0][3] = "changed too"
+        held.release.set()
+        await asyncio.gather(blocker, batch)
+        assert await stored(store) == {
+            key("0"): Checkpoint("old", 1),
+            key("1"): Checkpoint("one", 1),
+            key("9"): GOOD,
+        }
+        await store.close()
+
+    asyncio.run(main())
+
+
 def test_a_missing_key_reads_start_of_stream(async_backend: AsyncBackend) -> None:
     async def main() -> None:
         store = async_backend.open()
@@ -335,6 +372,9 @@ BAD_CALLS: list[tuple[str, str, tuple[Any, ...]]] = [
     ("many-three-part-key", "write_many", ([(key("0"), GOOD), ((NS, HUB, CG), GOOD)],)),
     ("many-not-a-pair", "write_many", ([(key("0"), GOOD), key("1")],)),
     ("many-empty-partition", "write_many", ({key("0"): GOOD, key(""): GOOD},)),
+    ("many-list-pair-short-key", "write_many", ([[[NS, HUB, CG], GOOD]],)),
+    ("many-list-pair-bad-checkpoint", "write_many", ([[list(key("0")), "x"]],)),
+    ("many-list-of-three", "write_many", ([[list(key("0")), GOOD, GOOD]],)),
     ("list-out-of-order", "list", (None, HUB)),
     ("list-int", "list", (5,)),
     ("delete-int-partition", "delete", (NS, HUB, CG, 7)),
@@ -684,6 +724,82 @@ class CountingSQLPersister(AsyncSQLPersister):
         return super()._create()
 
 
+class GatedSQLPersister(AsyncSQLPersister):
+    """Its opening starts, then waits for ``gate`` (a slow connect or migration)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.started = threading.Event()
+        self.gate = threading.Event()
+        self.made: list[SQLPersister] = []
+
+    def _create(self) -> SQLPersister:
+        self.started.set()
+        wait_for_gate(self.gate)
+        made = super()._create()
+        self.made.append(made)
+        return made
+
+
+@pytest.mark.parametrize("then", ["call", "close"])
+def test_an_opening_outlives_the_event_loop_that_started_it(tmp_path: Path, then: str) -> None:
+    store = GatedSQLPersister(f"sqlite:///{tmp_path / 'gated.db'}")
+
+    async def first_loop() -> None:
+        opening = asyncio.create_task(store.open())
+        await wait_for_event(store.started, "the opening started")
+        assert not opening.done()
+        # Returning ends the loop: asyncio.run cancels the open() waiting for the opening.
+
+    async def next_loop() -> None:
+        if then == "call":  # joins the opening still in progress, then uses the store
+            read = asyncio.create_task(store.read(*key("0")))
+            await asyncio.sleep(0)
+            store.gate.set()
+            assert await read == Checkpoint.start_of_stream()
+            await store.write(*key("0"), GOOD)
+            assert await store.read(*key("0")) == GOOD
+        else:  # closes what the opening still in progress makes
+            store.gate.set()
+        await store.close()
+
+    asyncio.run(first_loop())
+    try:
+        asyncio.run(asyncio.wait_for(next_loop(), WAIT_LIMIT))
+    finally:
+        store.gate.set()
+    assert len(store.made) == 1  # one opening, shared by both loops
+    assert store.sync is store.made[0]
+    assert store.sync.closed
+
+
+def test_cancelling_async_with_does_not_wait_for_the_opening(tmp_path: Path) -> None:
+    store = GatedSQLPersister(f"sqlite:///{tmp_path / 'gated.db'}")
+
+    async def use() -> None:
+        async with store:
+            raise AssertionError("entered a store that never opened")
+
+    async def first_loop() -> None:
+        task = asyncio.create_task(use())
+        await wait_for_event(store.started, "the opening started")
+        task.cancel()  # a deadline around the 'async with'
+        await asyncio.wait({task}, timeout=WAIT_LIMIT)
+        assert task.done(), "the cancelled 'async with' waited for the opening"
+        assert task.cancelled()
+        assert store.closed
+        assert store.made == []  # still opening
+
+    try:
+        asyncio.run(first_loop())
+    finally:
+        store.gate.set()
+    # The close begun in the background outlives the loop: it closes what the opening made.
+    asyncio.run(store.close())
+    assert len(store.made) == 1
+    assert store.made[0].closed
+
+
 def test_concurrent_first_calls_open_once(tmp_path: Path) -> None:
     async def main() -> None:
         store = CountingSQLPersister(f"sqlite:///{tmp_path / 'once.db'}")
@@ -858,6 +974,24 @@ def test_calls_after_close_raise_what_the_closed_sync_persister_raises(
     asyncio.run(main())
 
 
+def test_bad_arguments_to_a_closed_store_raise_what_the_closed_sync_one_raises(
+    async_backend: AsyncBackend,
+) -> None:
+    closed = async_backend.open_sync()
+    closed.close()
+
+    async def main() -> None:
+        store = async_backend.open()
+        await store.close()
+        for name, method, args in BAD_CALLS:
+            expected = outcome(partial(getattr(closed, method), *args))
+            assert issubclass(expected[0], (TypeError, ValueError)), name  # checked first
+            actual = await async_outcome(partial(getattr(store, method), *args))
+            assert actual == expected, name
+
+    asyncio.run(main())
+
+
 def test_closing_a_store_never_opened_does_no_io(tmp_path: Path) -> None:
     database = tmp_path / "never.db"
     expected = outcome(lambda: _closed_sql_persister(tmp_path).read(*key("0")))
@@ -926,6 +1060,52 @@ def test_calls_waiting_for_the_first_open_finish_before_close(tmp_path: Path) ->
         assert {r.key: r.checkpoint for r in sync.list()} == {
             key(str(p)): Checkpoint(str(p), p) for p in range(8)
         }
+
+
+class HeldMemoryPersister(MemoryPersister):
+    """A MemoryPersister whose writes wait until ``release`` is set, noting their threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = threading.Event()
+        self.release = threading.Event()
+        self.closing = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def _write(self, key: PartitionKey, checkpoint: Checkpoint) -> None:
+        self.threads.append(threading.current_thread())
+        self.writing.set()
+        wait_for_gate(self.release)
+        super()._write(key, checkpoint)
+
+    def close(self) -> None:
+        super().close()
+        self.closing.set()
+
+
+def test_a_close_cut_short_by_the_end_of_its_loop_still_closes() -> None:
+    held = HeldMemoryPersister()
+    store = AsyncPersister(held)
+
+    async def first_loop() -> None:
+        write = asyncio.create_task(store.write(*key("0"), GOOD))
+        await wait_for_event(held.writing, "the write runs")
+        close = asyncio.create_task(store.close())
+        await asyncio.sleep(0)  # close() begins, and waits for the write
+        assert store.closed
+        assert not close.done()
+        assert not write.done()
+        # Returning ends the loop: asyncio.run cancels both.
+
+    try:
+        asyncio.run(first_loop())
+        assert not held.closed  # the write still runs in its thread
+    finally:
+        held.release.set()
+    assert held.closing.wait(WAIT_LIMIT), "the persister was never closed"
+    assert not any(thread.is_alive() for thread in held.threads)
+    asyncio.run(store.close())  # closing again is fine
+    assert held.closed
 
 
 class ThreadRecordingPersister(MemoryPersister):
@@ -1006,6 +1186,36 @@ def test_open_async_persister_wraps_what_open_persister_opens(tmp_path: Path) ->
         assert await async_outcome(lambda: open_async_persister("nope://x")) == expected
 
     asyncio.run(main())
+
+
+def test_open_async_persister_cancelled_as_its_loop_ends_closes_what_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, gate = threading.Event(), threading.Event()
+    made: list[BasePersister] = []
+
+    def slow_open(url: str, **options: Any) -> BasePersister:
+        started.set()
+        wait_for_gate(gate)
+        made.append(open_persister(url, **options))
+        return made[-1]
+
+    monkeypatch.setattr(streamcheckpoint.aio, "open_persister", slow_open)
+
+    async def main() -> None:
+        opening = asyncio.create_task(open_async_persister(f"sqlite:///{tmp_path / 'o.db'}"))
+        await wait_for_event(started, "the opening started")
+        opening.cancel()
+        assert await settle(opening) is None
+        gate.set()
+        # Returning ends the loop at once, while the thread opens the persister.
+
+    try:
+        asyncio.run(main())
+    finally:
+        gate.set()
+    assert len(made) == 1
+    assert made[0].closed
 
 
 def test_the_async_api_is_exported() -> None:

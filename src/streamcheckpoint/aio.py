@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -82,6 +83,9 @@ class AsyncPersister(Generic[_P]):
     running cancelled calls), closes the wrapped persister in a thread and shuts the executor
     down. A call after close raises :class:`~streamcheckpoint.errors.PersistError`, as the
     closed persister does.
+
+    One event loop at a time: the persister may be used from one loop, then (once that loop
+    has ended) from another, but not from two loops running in two threads at once.
     """
 
     _sync: _P | None
@@ -103,8 +107,11 @@ class AsyncPersister(Generic[_P]):
             max_workers=max_workers, thread_name_prefix=_THREAD_NAME_PREFIX
         )
         self._active = 0  # calls between their start and their end, on the loop
-        self._idle: asyncio.Future[None] | None = None  # close() waits on it for _active == 0
-        self._closing: asyncio.Future[None] | None = None
+        self._closing = False  # close() has begun: new calls are refused
+        # The closing itself runs in a thread of its own, started by close() or, if calls are in
+        # flight, by the last of them to end: it doesn't depend on the loop that began it.
+        self._released: Future[None] | None = None
+        self._idle: asyncio.Future[None] | None = None  # done once the release has started
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._sync!r})"
@@ -127,7 +134,7 @@ class AsyncPersister(Generic[_P]):
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
-        return self._closing is not None
+        return self._closing
 
     # -- the contract ---------------------------------------------------------------------
 
@@ -156,10 +163,13 @@ class AsyncPersister(Generic[_P]):
     async def write_many(self, items: CheckpointItems) -> None:
         """Store several checkpoints, all or nothing (see ``BasePersister.write_many``).
 
-        ``items`` is copied when the call is made, so changing it while the call is awaited
-        changes nothing; its items are checked in the worker thread.
+        ``items`` is copied when the call is made (with the lists in it: pairs, keys), so
+        changing it while the call is awaited changes nothing; its items are checked in the
+        worker thread.
         """
         snapshot = _snapshot(items)
+        if self._closing:
+            normalize_items(snapshot)  # bad items are refused before a closed store, as in sync
         await self._call(lambda sync: sync.write_many(snapshot))
 
     async def list(
@@ -207,22 +217,28 @@ class AsyncPersister(Generic[_P]):
         """Wait for the calls in flight, close the wrapped persister, stop the threads.
 
         Calls made once ``close`` has begun are refused. Closing again does nothing (a second
-        ``close`` during the first waits for it). A task cancelled while awaiting ``close``
-        doesn't stop it: it finishes in the background.
+        ``close`` during the first waits for it). An opening in progress is waited for, and
+        what it opens closed: against a server that doesn't answer, that can take the driver's
+        connect timeout. A task cancelled while awaiting ``close`` doesn't stop it: it finishes
+        in a thread of its own, even if the event loop ends.
         """
-        closing = self._closing
-        if closing is None:
-            closing = self._closing = asyncio.ensure_future(self._shut_down())
-            closing.add_done_callback(_retrieve_exception)
-        elif closing.done():
+        released = self._released
+        if released is not None and released.done():
             return
-        await asyncio.shield(closing)
+        self._begin_close()
+        while self._released is None:  # calls in flight: the last one to end starts it
+            await asyncio.wait({self._idle_future()})
+        # Shielded: a cancelled close() leaves the closing to its thread.
+        await asyncio.shield(asyncio.wrap_future(self._released))
 
     async def __aenter__(self) -> Self:
         try:
             return await self.open()
-        except BaseException:
+        except Exception:
             await self.close()
+            raise
+        except BaseException:  # cancelled (a timeout): don't wait for an opening to end
+            self._begin_close()
             raise
 
     async def __aexit__(
@@ -251,33 +267,46 @@ class AsyncPersister(Generic[_P]):
 
     def _enter(self) -> None:
         """Count a call in flight, unless the persister is closed."""
-        if self._closing is not None:
+        if self._closing:
             raise PersistError(f"{self._sync_name()} is closed; open a new one")
         self._active += 1
 
     def _leave(self) -> None:
         self._active -= 1
-        if self._active == 0 and self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
+        if self._active == 0 and self._closing:
+            self._begin_close()
 
     def _sync_name(self) -> str:
         """The class name the closed persister's error gives (the synchronous persister's)."""
         return type(self.sync).__name__
 
-    async def _shut_down(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._active:
-            self._idle = loop.create_future()
-            await self._idle
-        await self._settle()
-        # Not on our executor: the shutdown waits for its threads, including any still running
-        # a call whose task was cancelled, before the persister is closed.
-        await loop.run_in_executor(None, self._release)
+    def _begin_close(self) -> None:
+        """Refuse new calls; once none is in flight, start the release (once)."""
+        self._closing = True
+        if self._active or self._released is not None:
+            return
+        # A thread of its own, not on our executor (the release waits for its threads, including
+        # any still running a call whose task was cancelled, or an opening) nor on the loop's
+        # default one (shut down when the loop ends).
+        closer = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"{_THREAD_NAME_PREFIX}_close"
+        )
+        self._released = closer.submit(self._release)
+        closer.shutdown(wait=False)
+        idle = self._idle
+        if idle is not None and not idle.done() and not idle.get_loop().is_closed():
+            idle.set_result(None)
 
-    async def _settle(self) -> None:
-        """Wait for work started on the executor that no call is waiting for any more."""
+    def _idle_future(self) -> asyncio.Future[None]:
+        """A future of the running loop, done once the release has started."""
+        loop = asyncio.get_running_loop()
+        idle = self._idle
+        if idle is None or idle.done() or idle.get_loop() is not loop:
+            idle = self._idle = loop.create_future()
+        return idle
 
     def _release(self) -> None:
+        """Stop the threads (after their work), then close the persister (in a thread)."""
         self._executor.shutdown(wait=True)
         if self._sync is not None:
             self._sync.close()
@@ -328,7 +357,13 @@ class AsyncSQLPersister(AsyncPersister[SQLPersister]):
         self._migrate = migrate
         self._monotonic = monotonic
         self._engine_options = engine_options
-        self._opening: asyncio.Future[SQLPersister] | None = None
+        # The opening runs on the executor and belongs to no event loop: it survives the loop
+        # that started it, and sets _sync from its thread. _waiting is the opening as a future
+        # of the loop in use, which its callers share (they also share a failure: it is
+        # forgotten, so that the next call tries again, once the loop has delivered it).
+        self._opening: Future[SQLPersister] | None = None
+        self._waiting: asyncio.Future[SQLPersister] | None = None
+        self._open_lock = threading.Lock()  # between the loop and the opening thread
 
     def __repr__(self) -> str:
         if self._sync is not None:
@@ -350,15 +385,34 @@ class AsyncSQLPersister(AsyncPersister[SQLPersister]):
         return self._monotonic
 
     async def _opened(self) -> SQLPersister:
-        if self._sync is not None:
-            return self._sync
-        opening = self._opening
-        if opening is None:
-            loop = asyncio.get_running_loop()
-            opening = self._opening = loop.run_in_executor(self._executor, self._create)
-            opening.add_done_callback(self._open_done)
+        sync = self._sync
+        if sync is not None:
+            return sync
+        waiting = self._join_opening()
+        if isinstance(waiting, SQLPersister):
+            return waiting
         # Shielded: a caller cancelled while it waits doesn't cancel the others' opening.
-        return await asyncio.shield(opening)
+        return await asyncio.shield(waiting)
+
+    def _join_opening(self) -> SQLPersister | asyncio.Future[SQLPersister]:
+        """The open persister, or the opening in progress as a future of the running loop.
+
+        An opening is started if there is none, or if the one there failed while another
+        loop (which has ended) was waiting for it.
+        """
+        loop = asyncio.get_running_loop()
+        with self._open_lock:
+            if self._sync is not None:
+                return self._sync
+            waiting = self._waiting
+            if waiting is not None and waiting.get_loop() is loop:
+                return waiting
+            opening = self._opening
+            if opening is None or _failed(opening):  # (a success would have set _sync)
+                opening = self._opening = self._executor.submit(self._open_in_thread)
+            waiting = self._waiting = asyncio.wrap_future(opening)
+        waiting.add_done_callback(partial(self._opening_delivered, opening))
+        return waiting
 
     def _create(self) -> SQLPersister:
         """Open the synchronous persister (in a worker thread: it connects and migrates)."""
@@ -370,18 +424,31 @@ class AsyncSQLPersister(AsyncPersister[SQLPersister]):
             **self._engine_options,
         )
 
-    def _open_done(self, opening: asyncio.Future[SQLPersister]) -> None:
-        self._opening = None
-        if not opening.cancelled() and opening.exception() is None:
-            self._sync = opening.result()
+    def _open_in_thread(self) -> SQLPersister:
+        """Open, and set ``_sync`` before any loop hears of it (or the executor can stop).
+
+        So ``sync`` is set once a caller has the result, and close() always finds (and
+        closes) what an opening made, whichever loop, if any, is still running.
+        """
+        sync = self._create()
+        with self._open_lock:
+            self._sync = sync
+            self._opening = None
+        return sync
+
+    def _opening_delivered(
+        self, opening: Future[SQLPersister], waiting: asyncio.Future[SQLPersister]
+    ) -> None:
+        # On the loop, once the opening's callers there have its outcome: a failure is
+        # forgotten, so that the next call tries again.
+        with self._open_lock:
+            if self._waiting is waiting:
+                self._waiting = None
+            if self._opening is opening and _failed(opening):
+                self._opening = None
 
     def _sync_name(self) -> str:
         return SQLPersister.__name__
-
-    async def _settle(self) -> None:
-        # An opening whose callers were all cancelled: wait, so that close() closes it.
-        if self._opening is not None:
-            await asyncio.wait({self._opening})
 
 
 async def open_async_persister(
@@ -393,14 +460,47 @@ async def open_async_persister(
     ``max_workers`` is :class:`AsyncPersister`'s. Raises what opening raises.
     """
     _check_max_workers(max_workers)
-    loop = asyncio.get_running_loop()
-    opening = loop.run_in_executor(None, partial(open_persister, url, **options))
+    handover = _Handover(partial(open_persister, url, **options))
+    opening = asyncio.get_running_loop().run_in_executor(None, handover.open)
     try:
         persister = await asyncio.shield(opening)
-    except asyncio.CancelledError:
-        opening.add_done_callback(_close_unwanted)
+    except BaseException:  # cancelled: whoever of the thread and us comes second closes it
+        handover.abandon()
         raise
     return AsyncPersister(persister, max_workers=max_workers)
+
+
+class _Handover:
+    """A persister opened in a thread for a caller that may leave (be cancelled) meanwhile.
+
+    Whichever comes second closes it: the thread, if the caller has left by the time it is
+    open, else the caller as it leaves. Neither depends on the event loop, which may be ending.
+    """
+
+    def __init__(self, opener: Callable[[], BasePersister]) -> None:
+        self._opener = opener
+        self._lock = threading.Lock()
+        self._opened: BasePersister | None = None
+        self._abandoned = False
+
+    def open(self) -> BasePersister:
+        """Open the persister (in a worker thread); close it if the caller has left."""
+        persister = self._opener()
+        with self._lock:
+            self._opened = persister
+            abandoned = self._abandoned
+        if abandoned:
+            persister.close()
+        return persister
+
+    def abandon(self) -> None:
+        """The caller leaves: close the persister if it is open already (in a thread)."""
+        with self._lock:
+            self._abandoned = True
+            opened = self._opened
+        if opened is not None:
+            name = f"{_THREAD_NAME_PREFIX}_close"
+            threading.Thread(target=opened.close, name=name).start()
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -417,8 +517,29 @@ def _snapshot(items: CheckpointItems) -> CheckpointItems:
     if isinstance(given, Mapping):
         return dict(given)
     if isinstance(given, Iterable) and not isinstance(given, (str, bytes)):
-        return builtins.list(given)
+        pairs: builtins.list[Any] = [_copy_pair(pair) for pair in given]
+        return pairs
     return normalize_items(items)  # raises the synchronous API's TypeError
+
+
+def _copy_pair(pair: object) -> object:
+    """``pair`` with the lists in it (the pair, its key) copied; what else it holds can't change.
+
+    Lists stay lists, so an invalid pair's error message is the one the original would get.
+    """
+    if type(pair) is list:
+        copied = pair[:]
+        if copied and type(copied[0]) is list:
+            copied[0] = copied[0][:]
+        return copied
+    if type(pair) is tuple and pair and type(pair[0]) is list:
+        return (pair[0][:], *pair[1:])
+    return pair
+
+
+def _failed(opening: Future[Any]) -> bool:
+    """Whether a finished ``opening`` failed (an unfinished one has not)."""
+    return opening.done() and (opening.cancelled() or opening.exception() is not None)
 
 
 def _check_bool(field: str, value: object) -> None:
@@ -431,18 +552,3 @@ def _check_max_workers(max_workers: object) -> None:
         raise TypeError(f"max_workers must be an int, not {type(max_workers).__name__}")
     if max_workers < 1:
         raise ValueError(f"max_workers must be at least 1, got {max_workers}")
-
-
-def _retrieve_exception(future: asyncio.Future[Any]) -> None:
-    # Whoever awaits the future gets the exception; this keeps asyncio from also logging it
-    # as "never retrieved" when nobody is left waiting (a cancelled close()).
-    if not future.cancelled():
-        future.exception()
-
-
-def _close_unwanted(opening: asyncio.Future[BasePersister]) -> None:
-    """Close a persister whose opener was cancelled before it was handed over."""
-    if opening.cancelled() or opening.exception() is not None:
-        return
-    closing = asyncio.get_running_loop().run_in_executor(None, opening.result().close)
-    closing.add_done_callback(_retrieve_exception)
