@@ -25,6 +25,7 @@ from .workload import (
     LIST_GROUP,
     NAMESPACE,
     Context,
+    OurContenders,
     Plan,
     group_items,
     open_async,
@@ -65,7 +66,6 @@ def run(ctx: Context) -> None:
     databases = {name: _database(ctx, admin, url, name) for name in purposes}
     loop = suite_event_loop(ctx)
     aio = open_async(ctx, loop, AsyncSQLPersister(databases["async"]))
-    run_async = loop.run_until_complete
     ours = SQLPersister(databases["ours"])
     ctx.cleanup.callback(ours.close)
     guarded = SQLPersister(databases["monotonic"], monotonic=True)
@@ -76,7 +76,7 @@ def run(ctx: Context) -> None:
     )
     ctx.cleanup.callback(floor.close)
     settings = ctx.settings
-    plan = floor.plan
+    contenders = OurContenders(floor.plan, ours, guarded, aio, loop)
     compare(
         ctx,
         section,
@@ -84,13 +84,7 @@ def run(ctx: Context) -> None:
         {
             "PyMySQL autocommit (floor)": floor.write,
             "PyMySQL, BEGIN ... COMMIT per write": floor.write_and_commit,
-            "SQLPersister": lambda i: ours.write(*plan.writes[i][0], plan.writes[i][1]),
-            "SQLPersister(monotonic=True)": lambda i: guarded.write(
-                *plan.writes[i][0], plan.writes[i][1]
-            ),
-            "AsyncSQLPersister": lambda i: run_async(
-                aio.write(*plan.writes[i][0], plan.writes[i][1])
-            ),
+            **contenders.writes(),
         },
         calls=settings.writes,
         targets={
@@ -106,8 +100,7 @@ def run(ctx: Context) -> None:
         batch_case(settings.batch_size),
         {
             "PyMySQL executemany in a transaction (floor)": floor.write_many,
-            "SQLPersister.write_many": lambda i: ours.write_many(plan.batches[i]),
-            "AsyncSQLPersister.write_many": lambda i: run_async(aio.write_many(plan.batches[i])),
+            **contenders.batches(),
         },
         calls=settings.batches,
         targets={"SQLPersister.write_many": None, "AsyncSQLPersister.write_many": None},
@@ -118,8 +111,7 @@ def run(ctx: Context) -> None:
         READ,
         {
             "PyMySQL SELECT by key_hash (floor)": floor.read,
-            "SQLPersister.read": lambda i: ours.read(*plan.writes[i][0]),
-            "AsyncSQLPersister.read": lambda i: run_async(aio.read(*plan.writes[i][0])),
+            **contenders.reads(),
         },
         calls=settings.writes,
         targets={"SQLPersister.read": None, "AsyncSQLPersister.read": None},

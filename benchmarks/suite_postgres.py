@@ -18,6 +18,7 @@ from .workload import (
     LIST_GROUP,
     NAMESPACE,
     Context,
+    OurContenders,
     Plan,
     group_items,
     open_async,
@@ -45,11 +46,11 @@ def run(ctx: Context) -> None:
     async_schema = postgres_schema(ctx, admin, "bench_async")
     loop = suite_event_loop(ctx)
     aio = open_async(ctx, loop, AsyncSQLPersister(admin.url, schema=async_schema))
-    run_async = loop.run_until_complete
     ours = SQLPersister(admin.url, schema=ours_schema)
     ctx.cleanup.callback(ours.close)
     guarded = SQLPersister(admin.url, schema=guarded_schema, monotonic=True)
     ctx.cleanup.callback(guarded.close)
+    contenders = OurContenders(plan, ours, guarded, aio, loop)
     autocommit = psycopg_connect(ctx, autocommit=True)
     in_transaction = psycopg_connect(ctx, autocommit=False)
     upsert = pg_upsert_sql(raw_schema)
@@ -69,13 +70,7 @@ def run(ctx: Context) -> None:
         {
             "psycopg autocommit (floor)": lambda i: autocommit.execute(upsert, values(i)),
             "psycopg, BEGIN ... COMMIT per write": write_in_transaction,
-            "SQLPersister": lambda i: ours.write(*plan.writes[i][0], plan.writes[i][1]),
-            "SQLPersister(monotonic=True)": lambda i: guarded.write(
-                *plan.writes[i][0], plan.writes[i][1]
-            ),
-            "AsyncSQLPersister": lambda i: run_async(
-                aio.write(*plan.writes[i][0], plan.writes[i][1])
-            ),
+            **contenders.writes(),
         },
         calls=settings.writes,
         targets={
@@ -101,8 +96,7 @@ def run(ctx: Context) -> None:
         batch_case(settings.batch_size),
         {
             "psycopg executemany in a transaction (floor)": raw_many,
-            "SQLPersister.write_many": lambda i: ours.write_many(plan.batches[i]),
-            "AsyncSQLPersister.write_many": lambda i: run_async(aio.write_many(plan.batches[i])),
+            **contenders.batches(),
         },
         calls=settings.batches,
         targets={
@@ -123,8 +117,7 @@ def run(ctx: Context) -> None:
             "psycopg SELECT, autocommit (floor)": lambda i: autocommit.execute(
                 read, plan.writes[i][0]
             ).fetchone(),
-            "SQLPersister.read": lambda i: ours.read(*plan.writes[i][0]),
-            "AsyncSQLPersister.read": lambda i: run_async(aio.read(*plan.writes[i][0])),
+            **contenders.reads(),
         },
         calls=settings.writes,
         targets={"SQLPersister.read": Target("<=", 2.0), "AsyncSQLPersister.read": None},

@@ -20,6 +20,7 @@ from .workload import (
     SQLITE_READ,
     SQLITE_UPSERT,
     Context,
+    OurContenders,
     Plan,
     fill_sqlite,
     group_rows,
@@ -60,7 +61,7 @@ def _run(ctx: Context, plan: Plan, synchronous: str, loop: asyncio.AbstractEvent
     guarded = SQLPersister(sqlite_url(directory / "monotonic.db", synchronous), monotonic=True)
     ctx.cleanup.callback(guarded.close)
     aio = open_async(ctx, loop, AsyncSQLPersister(sqlite_url(directory / "async.db", synchronous)))
-    run_async = loop.run_until_complete
+    contenders = OurContenders(plan, ours, guarded, aio, loop)
     settings = ctx.settings
 
     def target(name: str) -> Target | None:
@@ -84,13 +85,7 @@ def _run(ctx: Context, plan: Plan, synchronous: str, loop: asyncio.AbstractEvent
                 SQLITE_UPSERT, raw_values(i)
             ),
             "raw sqlite3, BEGIN IMMEDIATE + upsert + COMMIT": raw_transaction,
-            "SQLPersister": lambda i: ours.write(*plan.writes[i][0], plan.writes[i][1]),
-            "SQLPersister(monotonic=True)": lambda i: guarded.write(
-                *plan.writes[i][0], plan.writes[i][1]
-            ),
-            "AsyncSQLPersister": lambda i: run_async(
-                aio.write(*plan.writes[i][0], plan.writes[i][1])
-            ),
+            **contenders.writes(),
         },
         calls=settings.writes,
         targets={
@@ -113,8 +108,7 @@ def _run(ctx: Context, plan: Plan, synchronous: str, loop: asyncio.AbstractEvent
         batch_case(settings.batch_size),
         {
             "raw sqlite3 executemany (floor)": raw_many,
-            "SQLPersister.write_many": lambda i: ours.write_many(plan.batches[i]),
-            "AsyncSQLPersister.write_many": lambda i: run_async(aio.write_many(plan.batches[i])),
+            **contenders.batches(),
         },
         calls=settings.batches,
         targets={"SQLPersister.write_many": target("batch"), "AsyncSQLPersister.write_many": None},
@@ -129,8 +123,7 @@ def _run(ctx: Context, plan: Plan, synchronous: str, loop: asyncio.AbstractEvent
         READ,
         {
             "raw sqlite3 SELECT (floor)": raw_read,
-            "SQLPersister.read": lambda i: ours.read(*plan.writes[i][0]),
-            "AsyncSQLPersister.read": lambda i: run_async(aio.read(*plan.writes[i][0])),
+            **contenders.reads(),
         },
         calls=settings.writes,
         targets={"SQLPersister.read": target("read"), "AsyncSQLPersister.read": None},

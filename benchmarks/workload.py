@@ -21,7 +21,7 @@ from typing import Any
 
 from streamcheckpoint import AsyncSQLPersister, Checkpoint, PartitionKey, SQLPersister
 
-from .harness import Report, Settings
+from .harness import Operation, Report, Settings
 
 __all__ = [
     "ASYNC_NOTE",
@@ -39,6 +39,7 @@ __all__ = [
     "SQLITE_READ",
     "SQLITE_UPSERT",
     "Context",
+    "OurContenders",
     "Plan",
     "checkpoint",
     "fill_sqlite",
@@ -250,3 +251,45 @@ def open_async(
     loop.run_until_complete(persister.open())
     ctx.cleanup.callback(lambda: loop.run_until_complete(persister.close()))
     return persister
+
+
+@dataclass(frozen=True)
+class OurContenders:
+    """Our SQL contenders on one database, as the operations each case alternates.
+
+    ``ours`` and ``aio`` write to tables of their own, ``guarded`` (monotonic) to a third; the
+    names are the rows' contender names, the same in every suite.
+    """
+
+    plan: Plan
+    ours: SQLPersister
+    guarded: SQLPersister
+    aio: AsyncSQLPersister
+    loop: asyncio.AbstractEventLoop
+
+    def writes(self) -> dict[str, Operation]:
+        """Single writes to 32 partitions round-robin."""
+        writes, run_async = self.plan.writes, self.loop.run_until_complete
+        return {
+            "SQLPersister": lambda i: self.ours.write(*writes[i][0], writes[i][1]),
+            "SQLPersister(monotonic=True)": lambda i: self.guarded.write(
+                *writes[i][0], writes[i][1]
+            ),
+            "AsyncSQLPersister": lambda i: run_async(self.aio.write(*writes[i][0], writes[i][1])),
+        }
+
+    def batches(self) -> dict[str, Operation]:
+        """``write_many`` of one batch."""
+        batches, run_async = self.plan.batches, self.loop.run_until_complete
+        return {
+            "SQLPersister.write_many": lambda i: self.ours.write_many(batches[i]),
+            "AsyncSQLPersister.write_many": lambda i: run_async(self.aio.write_many(batches[i])),
+        }
+
+    def reads(self) -> dict[str, Operation]:
+        """Reads by key of the partitions written."""
+        writes, run_async = self.plan.writes, self.loop.run_until_complete
+        return {
+            "SQLPersister.read": lambda i: self.ours.read(*writes[i][0]),
+            "AsyncSQLPersister.read": lambda i: run_async(self.aio.read(*writes[i][0])),
+        }
