@@ -177,8 +177,9 @@ class Dialect(abc.ABC):
         """The SQLAlchemy dialect that compiles statements run on the driver directly."""
         return dialect
 
-    def write_queue_path(self, url: sa.URL) -> str | None:
-        """The lock file through which the writers of this database take turns, if any."""
+    def queued_database(self, url: sa.URL) -> str | None:
+        """The database file whose writers take turns through a :class:`.WriteQueue`, if any
+        (its absolute path)."""
         return None
 
     def check_engine(self, engine: sa.Engine) -> None:  # noqa: B027 - optional
@@ -298,15 +299,15 @@ class SQLiteDialect(_OnConflictDialect):
                 "use a separate database file instead"
             )
 
-    def write_queue_path(self, url: sa.URL) -> str | None:
-        # A file's writers queue on "<file>-lock" (see driver.WriteQueue); an in-memory
+    def queued_database(self, url: sa.URL) -> str | None:
+        # A file's writers queue on "<file>-lock" (see writequeue.WriteQueue); an in-memory
         # database has one connection, and a file: URI is left alone.
         database = url.database or ""
         if sys.platform == "win32" or _is_memory(url):
             return None
         if database.startswith("file:") or url.query.get("uri"):
             return None
-        return os.path.abspath(database) + "-lock"
+        return os.path.abspath(database)
 
     def bind_processor(
         self, type_: sa.types.TypeEngine[Any], dialect: sa.Dialect

@@ -15,9 +15,8 @@ result values through the column types' result processors, the same way.
 from __future__ import annotations
 
 import contextlib
-import os
+import hashlib
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,9 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..errors import PersistError
 from .dialects import Dialect
-
-if sys.platform != "win32":
-    import fcntl
+from .writequeue import WriteQueue
 
 __all__ = ["CommitCheck", "CompiledStatement", "WriteQueue", "Writer"]
 
@@ -143,67 +140,6 @@ def _result_processors(
     return processors
 
 
-class WriteQueue:
-    """Makes the writers of one SQLite file take turns instead of polling for the lock.
-
-    SQLite's busy handler lets a waiting writer sleep (1, 2, 5, 10, ... 100 ms) and try again,
-    so the lock often sits free while everyone sleeps and a writer can lose race after race for
-    a second or more. Writers holding this queue's lock file (``flock``, exclusive) around their
-    write transactions wait in the kernel instead and are woken the moment it is released.
-
-    The database's own locking still decides everything about correctness: a writer that
-    doesn't use the queue (another program, a migration) meets SQLite's busy handler as before,
-    and if the lock file can't be opened or locked (a read-only directory, a file system
-    without ``flock``), writes go on without the queue.
-
-    ``flock`` belongs to an open file, not to a thread, so a thread lock comes first.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd: int | None = None
-        self._usable = True
-        self._locked = False
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        """Wait for our turn: threads of this process first, then other processes."""
-        self._lock.acquire()
-        if not self._usable:
-            return
-        try:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            self._locked = True
-        except OSError:
-            self._usable = False  # SQLite's own locking is enough to be correct
-        except BaseException:
-            self._lock.release()
-            raise
-
-    def release(self) -> None:
-        """Let the next writer go."""
-        try:
-            if self._locked and self._fd is not None:
-                self._locked = False
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        except OSError:  # closing the file releases the lock too
-            self._usable = False
-            fd, self._fd = self._fd, None
-            if fd is not None:
-                os.close(fd)
-        finally:
-            self._lock.release()
-
-    def close(self) -> None:
-        """Close the lock file; it stays, for the other processes that use it."""
-        with self._lock:
-            fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
-
 class Writer:
     """Runs statements on a driver connection kept between calls, in autocommit mode.
 
@@ -238,6 +174,7 @@ class Writer:
         self._kept: PoolProxiedConnection | None = None
         self._cursor: DBAPICursor | None = None
         self._closed = False  # set under _lock: a call that was already on its way fails
+        self._group_tags: dict[str, bytes] = {}
 
     def execute(self, statement: CompiledStatement, values: Sequence[Any]) -> int:
         """Run ``statement`` once, committed; return its row count."""
@@ -249,7 +186,46 @@ class Writer:
 
         if self._shared:
             return self._run(lambda c, cursor: self._transaction(c, cursor, run, _always)[0])
+        queue = self._queue
+        if queue is not None and isinstance(parameters, list):
+            self._check_open()
+            return queue.write(
+                self._group_tag(statement),
+                parameters,
+                lambda: self._run(run),
+                lambda others: self._run(self._together(statement, [parameters, *others])),
+            )
         return self._write(run)
+
+    def _together(self, statement: CompiledStatement, rows: list[Sequence[Any]]) -> Work[list[int]]:
+        """Work that runs ``statement`` once for each of ``rows`` in one transaction (the
+        group commit of a :class:`.WriteQueue`); it returns their row counts."""
+
+        def run(connection: DBAPIConnection, cursor: DBAPICursor) -> list[int]:
+            counts: list[int] = []
+
+            def each(connection: DBAPIConnection, cursor: DBAPICursor) -> int:
+                for row in rows:
+                    cursor.execute(statement.sql, row)
+                    counts.append(int(cursor.rowcount))
+                return len(counts)
+
+            self._transaction(connection, cursor, each, _always)
+            return counts
+
+        return run
+
+    def _group_tag(self, statement: CompiledStatement) -> bytes:
+        """What a write must share with ours to be committed with it: the statement, and the
+        connection's durability (a write asked to be fsynced is never committed without)."""
+        tag = self._group_tags.get(statement.sql)
+        if tag is None:
+            durability = self._run(
+                lambda connection, cursor: cursor.execute(WriteQueue.durability_query).fetchall()
+            )
+            text = f"{durability!r}\0{statement.sql}"
+            tag = self._group_tags[statement.sql] = hashlib.sha256(text.encode()).digest()[:16]
+        return tag
 
     def execute_many(
         self,

@@ -16,7 +16,7 @@ from ..migrations import ensure_schema, upgrade_commands
 from ..persister import BasePersister, check_monotonic
 from ..urls import mask_url, redact
 from .dialects import Failure
-from .driver import CommitCheck, CompiledStatement, WriteQueue, Writer
+from .driver import CommitCheck, CompiledStatement, Writer
 from .engine import open_engine, shared_connection_lock
 from .statements import (
     checkpoint_from_row,
@@ -25,6 +25,7 @@ from .statements import (
     select_sequence_numbers,
     statements_for,
 )
+from .writequeue import WriteQueue
 
 __all__ = ["SQLPersister"]
 
@@ -133,8 +134,8 @@ class SQLPersister(BasePersister):
         self._dialect = dialect
         self._readbacks: dict[int, CompiledStatement] = {}
         self._shared_lock = shared_connection_lock(engine)
-        queue_path = dialect.write_queue_path(engine.url)
-        queue = None if queue_path is None else WriteQueue(queue_path)
+        queued = dialect.queued_database(engine.url)
+        queue = None if queued is None else WriteQueue(queued)
         self._writer = Writer(engine, dialect, self._shared_lock, queue)
         self._errors = (sa.exc.SQLAlchemyError, self._writer.driver_error)
         self._classify = dialect.classify

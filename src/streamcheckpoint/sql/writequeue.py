@@ -1,0 +1,662 @@
+"""How the writers of one SQLite file take turns, and commit each other's writes.
+
+**The queue.** SQLite's busy handler lets a waiting writer sleep (1, 2, 5, 10, ... 100 ms) and
+try again, so the lock often sits free while everyone sleeps and a writer can lose race after
+race for a second or more. Writers holding :class:`WriteQueue`'s lock file,
+``<database>-lock`` (``flock``, exclusive), around their write transactions wait in the kernel
+instead and are woken the moment it is released.
+
+**Group commit** (Linux). A durable write costs one fsync; with several writer processes most
+of a write's time is somebody else's fsync. So a single write that finds the queue taken posts
+itself in a mailbox shared by the file's writers, ``<database>-mailbox`` (memory-mapped), and
+sleeps on a futex in it. The next writer to hold the queue (the leader) takes the posted writes
+that run the same statement with the same durability (``PRAGMA synchronous``), runs them after
+its own in one transaction, and commits them with one fsync. It then marks each one done with
+its row count and wakes the sleepers, who return. A waiter returns only after the leader's
+commit, so a write that returned is as durable as one its own process committed.
+
+What keeps that correct when processes die:
+
+* A posted write is run only while its writer is alive: the writer holds a lock (an open file
+  description lock, ``F_OFD_SETLK``) on its slot's byte while the slot is its own, and the
+  leader checks it. The kernel drops the lock of a dead process, so a write whose writer died
+  before the leader took it is thrown away, never committed later.
+* A leader that dies drops the queue's ``flock``. A waiter that then gets the queue and finds
+  its write still taken runs it again itself: it may or may not have been committed, and a
+  write is an upsert, so running it twice leaves what running it once would have.
+* A batch that fails (any error) is rolled back; every write in it is run again by its own
+  writer, alone, so each gets its own error.
+* An interrupted waiter takes its write back; if a leader had already taken it, it may or
+  may not be stored (as for any interrupted write), but it is never stored later than the
+  leader's current transaction.
+
+Everything else -- a writer that doesn't use the mailbox (another program, an older
+streamcheckpoint, ``write_many``), an unusable mailbox (no futex, a full mailbox, a file that
+can't be opened or mapped, a write too large for a slot) -- falls back to taking turns. The
+database's own locking decides correctness throughout: the queue and the mailbox only decide
+who writes when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import mmap
+import os
+import platform
+import struct
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["Mailbox", "Taken", "WriteQueue"]
+
+Together = Callable[[list[Sequence[Any]]], list[int]]
+"""Run our write, then these others' (their parameters), in one transaction; row counts."""
+
+_WAIT = 0.05
+"""How long a waiter sleeps without being woken before it queues in the kernel instead (seconds).
+Only a leader that died, a writer that doesn't use the mailbox, or a commit slower than this
+leaves it unwoken that long."""
+
+# -- the mailbox file ----------------------------------------------------------------------
+_MAGIC = b"SCKPMBX1"
+_SLOTS = 64
+_SLOT_SIZE = 2048
+_HEADER_SIZE = 64
+_FILE_SIZE = _HEADER_SIZE + _SLOTS * _SLOT_SIZE
+# header: magic, then native unsigned 32-bit fields
+_POSTED = 8  # slots in state POSTED
+_NUDGED = 12  # the slot nudged last
+_LAYOUT = 20  # _SLOTS, _SLOT_SIZE: a file of another layout is not used
+# a slot: state byte; its bell (u32), the futex word its writer sleeps on, bumped (under the
+# mailbox lock) to wake it; ticket (u64), statement tag (16 bytes), result (i64), payload
+_BELL = 4
+_TICKET = 8
+_TAG = 16
+_TAG_SIZE = 16
+_RESULT = 32
+_LENGTH = 40
+_PAYLOAD = 48
+_MAX_PAYLOAD = _SLOT_SIZE - _PAYLOAD
+# byte-range locks, beyond the file's end: the mailbox lock and one liveness byte per slot
+_MAILBOX_LOCK = 1 << 30
+_LIVE = _MAILBOX_LOCK + 1
+
+FREE, POSTED, TAKEN, DONE, RETRY = range(5)
+
+_U32 = struct.Struct("=I")
+_SLOT_HEAD = struct.Struct("=Q16sqI")  # ticket, tag, result, length (from _TICKET)
+_FLOCK = struct.Struct("hhqqi4x")  # struct flock on 64-bit Linux: type, whence, start, len, pid
+
+_FUTEX_SYSCALL = {"x86_64": 202, "aarch64": 98, "arm64": 98}
+_FUTEX_WAIT, _FUTEX_WAKE = 0, 1
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Futex:
+    """Linux futex wait and wake on a word of shared memory, through libc's ``syscall``."""
+
+    def __init__(self, number: int) -> None:
+        self._syscall = ctypes.CDLL(None, use_errno=True).syscall
+        self._number = ctypes.c_long(number)
+
+    def wait(self, address: int, expected: int, timeout: float) -> None:
+        """Sleep while the word at ``address`` is ``expected``, at most ``timeout`` seconds."""
+        whole = int(timeout)
+        span = _Timespec(whole, int((timeout - whole) * 1e9))
+        self._syscall(
+            self._number,
+            ctypes.c_void_p(address),
+            ctypes.c_int(_FUTEX_WAIT),
+            ctypes.c_uint32(expected),
+            ctypes.byref(span),
+            None,
+            ctypes.c_int(0),
+        )
+
+    def wake(self, address: int) -> None:
+        """Wake everyone sleeping on the word at ``address``."""
+        self._syscall(
+            self._number,
+            ctypes.c_void_p(address),
+            ctypes.c_int(_FUTEX_WAKE),
+            ctypes.c_int(2**31 - 1),
+            None,
+            None,
+            ctypes.c_int(0),
+        )
+
+
+def _futex() -> _Futex | None:
+    """The futex calls, where this platform has them (Linux on x86-64 and ARM64)."""
+    number = _FUTEX_SYSCALL.get(platform.machine())
+    if sys.platform != "linux" or number is None or not hasattr(fcntl, "F_OFD_SETLK"):
+        return None
+    try:
+        return _Futex(number)
+    except (OSError, AttributeError):
+        return None
+
+
+def _range_lock(fd: int, command: int, kind: int, offset: int) -> int:
+    """An open-file-description lock call on one byte; the lock type it reports back."""
+    answer = fcntl.fcntl(fd, command, _FLOCK.pack(kind, os.SEEK_SET, offset, 1, 0))
+    return int(_FLOCK.unpack(answer)[0])
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A posted write a leader has taken: its slot, its ticket and its parameters."""
+
+    slot: int
+    ticket: int
+    parameters: list[Any]
+
+
+class Mailbox:
+    """The shared ``<database>-mailbox`` file: slots where waiting writers post their writes.
+
+    Every change happens under the mailbox lock (a byte-range lock, so that it can't meet the
+    queue's ``flock``); only counters are read without it, to skip work when they are zero.
+    """
+
+    def __init__(self, fd: int, memory: mmap.mmap, futex: _Futex) -> None:
+        self._fd = fd
+        self._memory = memory
+        self._futex = futex
+        self._view = ctypes.c_char.from_buffer(memory)
+        self._address = ctypes.addressof(self._view)
+        self._next_ticket = int.from_bytes(os.urandom(8), "little")
+        self._slot = 0  # of the one write this mailbox has posted (its queue posts one at a time)
+
+    @classmethod
+    def open(cls, path: str, mode: int) -> Mailbox | None:
+        """Open (creating it with ``mode``) the mailbox at ``path``; None where it can't be used."""
+        futex = _futex()
+        if futex is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        except OSError:
+            return None
+        try:
+            with _locked(fd):
+                usable = _prepare(fd)
+            memory = mmap.mmap(fd, _FILE_SIZE) if usable else None
+        except (OSError, ValueError):
+            memory = None
+        if memory is None:
+            os.close(fd)
+            return None
+        return cls(fd, memory, futex)
+
+    def close(self) -> None:
+        """Unmap and close the file (it stays, for the other writers)."""
+        del self._view  # the mapping can't close while ctypes holds a pointer into it
+        self._memory.close()
+        os.close(self._fd)
+
+    # -- waiting writers -------------------------------------------------------------------
+
+    def post(self, tag: bytes, parameters: Sequence[Any]) -> int | None:
+        """Post a write; its ticket, or None if it can't be posted (too big, mailbox full)."""
+        payload = _encode(parameters)
+        if payload is None:
+            return None
+        try:
+            return self._post(tag, payload)
+        except OSError:  # no lock to be had (ENOLCK): take turns instead
+            return None
+
+    def _post(self, tag: bytes, payload: bytes) -> int | None:
+        with _locked(self._fd):
+            slot = self._free_slot()
+            if slot is None:
+                return None
+            _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_RDLCK, _LIVE + slot)
+            ticket = self._next_ticket
+            self._next_ticket = (ticket + 1) % 2**64
+            base = _slot_base(slot)
+            memory = self._memory
+            _SLOT_HEAD.pack_into(memory, base + _TICKET, ticket, tag, 0, len(payload))
+            memory[base + _PAYLOAD : base + _PAYLOAD + len(payload)] = payload
+            memory[base] = POSTED
+            self._add(_POSTED, 1)
+        self._slot = slot
+        return ticket
+
+    def bell(self) -> int:
+        """Our slot's bell, read before looking at the slot and going to sleep."""
+        return self._read(_slot_base(self._slot) + _BELL)
+
+    def state(self) -> int:
+        """Our slot's state, read without the lock: a hint, for skipping a locked look."""
+        return self._memory[_slot_base(self._slot)]
+
+    def wait(self, bell: int, timeout: float) -> None:
+        """Sleep until our slot's bell rings after ``bell`` (at once if it has rung since)."""
+        self._futex.wait(self._address + _slot_base(self._slot) + _BELL, bell, timeout)
+
+    def collect(self, ticket: int, *, withdraw: bool = False) -> tuple[int, int] | None:
+        """The outcome of our posted write: ``(DONE, row count)`` or ``(RETRY, 0)``, freeing
+        the slot; None while it waits. ``withdraw`` frees a waiting write's slot too (the
+        caller holds the queue, so no leader can be taking it): then None means "run it"."""
+        with _locked(self._fd):
+            slot = self._slot
+            base = _slot_base(slot)
+            state = self._memory[base]
+            mine = _SLOT_HEAD.unpack_from(self._memory, base + _TICKET)[0] == ticket
+            if not mine:  # not possible while we hold its lock; run it again, to be safe
+                return (RETRY, 0)
+            if state == DONE:
+                result = _SLOT_HEAD.unpack_from(self._memory, base + _TICKET)[2]
+                self._free(slot)
+                return (DONE, int(result))
+            if state == RETRY:
+                self._free(slot)
+                return (RETRY, 0)
+            if withdraw:
+                self._free(slot)
+            return None
+
+    def abandon(self, ticket: int) -> None:
+        """Take our write back, whatever its state (the caller was interrupted)."""
+        with _locked(self._fd):
+            base = _slot_base(self._slot)
+            if _SLOT_HEAD.unpack_from(self._memory, base + _TICKET)[0] == ticket:
+                self._free(self._slot)
+
+    # -- the leader --------------------------------------------------------------------------
+
+    def take(self, tag: bytes, width: int) -> list[Taken]:
+        """Take the posted writes of live writers with statement ``tag`` (``width`` values)."""
+        if not self._read(_POSTED):
+            return []
+        taken: list[Taken] = []
+        memory = self._memory
+        with _locked(self._fd):
+            for slot in range(_SLOTS):
+                base = _slot_base(slot)
+                if memory[base] != POSTED:
+                    continue
+                if not self._alive(slot):
+                    self._free(slot)  # its writer died before anyone ran it: never run it
+                    continue
+                ticket, slot_tag, _, length = _SLOT_HEAD.unpack_from(memory, base + _TICKET)
+                if slot_tag != tag:
+                    continue
+                parameters = _decode(memory[base + _PAYLOAD : base + _PAYLOAD + length], width)
+                if parameters is None:
+                    continue  # left to its writer
+                memory[base] = TAKEN
+                self._add(_POSTED, -1)
+                taken.append(Taken(slot, ticket, parameters))
+        return taken
+
+    def finish(self, taken: Sequence[Taken], counts: Sequence[int] | None) -> None:
+        """Mark taken writes done with their row counts, or (``counts`` None) to be retried,
+        and wake their writers."""
+        memory = self._memory
+        ring: list[int] = []
+        with _locked(self._fd):
+            for index, item in enumerate(taken):
+                base = _slot_base(item.slot)
+                head = _SLOT_HEAD.unpack_from(memory, base + _TICKET)
+                if memory[base] != TAKEN or head[0] != item.ticket:
+                    continue  # its writer gave up on it
+                if counts is None:
+                    memory[base] = RETRY
+                else:
+                    struct.pack_into("=q", memory, base + _RESULT, counts[index])
+                    memory[base] = DONE
+                ring.append(self._ring(item.slot))
+        for address in ring:
+            self._futex.wake(address)
+
+    def nudge(self) -> None:
+        """After the queue is released: wake one writer whose posted write nobody took, to
+        lead the next batch (the others' writes are in it)."""
+        if not self._read(_POSTED):
+            return
+        memory = self._memory
+        address = None
+        with _locked(self._fd):
+            after = self._read(_NUDGED) + 1
+            for step in range(_SLOTS):  # round the slots, so that nobody waits for ever
+                slot = (after + step) % _SLOTS
+                if memory[_slot_base(slot)] == POSTED:
+                    _U32.pack_into(memory, _NUDGED, slot)
+                    address = self._ring(slot)
+                    break
+        if address is not None:
+            self._futex.wake(address)
+
+    def _ring(self, slot: int) -> int:
+        """Bump ``slot``'s bell (under the lock); the address to wake its writer at."""
+        field = _slot_base(slot) + _BELL
+        _U32.pack_into(self._memory, field, (self._read(field) + 1) % 2**32)
+        return self._address + field
+
+    def states(self) -> list[int]:
+        """Every slot's state (FREE, POSTED, TAKEN, DONE, RETRY), for diagnostics and tests."""
+        with _locked(self._fd):
+            return [self._memory[_slot_base(slot)] for slot in range(_SLOTS)]
+
+    # -- slots ------------------------------------------------------------------------------
+
+    def _free_slot(self) -> int | None:
+        """A free slot; slots of writers that died are freed when none is."""
+        memory = self._memory
+        for slot in range(_SLOTS):
+            if memory[_slot_base(slot)] == FREE:
+                return slot
+        for slot in range(_SLOTS):
+            if not self._alive(slot):
+                self._free(slot)
+                return slot
+        return None
+
+    def _free(self, slot: int) -> None:
+        base = _slot_base(slot)
+        state = self._memory[base]
+        if state == FREE:
+            return
+        if state == POSTED:
+            self._add(_POSTED, -1)
+        self._memory[base] = FREE
+        # Ours or a dead writer's: unlocking a byte this file description doesn't lock is a no-op.
+        _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _LIVE + slot)
+
+    def _alive(self, slot: int) -> bool:
+        """Whether another open file description holds the slot's liveness byte."""
+        kind = _range_lock(self._fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK, _LIVE + slot)
+        return kind != fcntl.F_UNLCK
+
+    def _read(self, field: int) -> int:
+        return int(_U32.unpack_from(self._memory, field)[0])
+
+    def _add(self, field: int, delta: int) -> None:
+        _U32.pack_into(self._memory, field, max(0, self._read(field) + delta))
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    """Hold the mailbox lock (an open-file-description write lock on its byte)."""
+    _range_lock(fd, fcntl.F_OFD_SETLKW, fcntl.F_WRLCK, _MAILBOX_LOCK)
+    try:
+        yield
+    finally:
+        _range_lock(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _MAILBOX_LOCK)
+
+
+def _prepare(fd: int) -> bool:
+    """Lay out a new (empty) mailbox file; whether the file is a mailbox we can use."""
+    size = os.fstat(fd).st_size
+    header = _MAGIC + bytes(12) + _U32.pack(_SLOTS) + _U32.pack(_SLOT_SIZE)
+    # All zeros: a writer that made the file died before writing the header.
+    if size == 0 or (size == _FILE_SIZE and os.pread(fd, 8, 0) == bytes(8)):
+        os.ftruncate(fd, _FILE_SIZE)
+        os.pwrite(fd, header, 0)
+        return True
+    return (
+        size == _FILE_SIZE
+        and os.pread(fd, 8, 0) == _MAGIC
+        and (os.pread(fd, 8, _LAYOUT) == header[_LAYOUT:])
+    )
+
+
+def _slot_base(slot: int) -> int:
+    return _HEADER_SIZE + slot * _SLOT_SIZE
+
+
+def _encode(parameters: Sequence[Any]) -> bytes | None:
+    try:
+        payload = json.dumps(list(parameters), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError, UnicodeError):
+        return None
+    return payload if len(payload) <= _MAX_PAYLOAD else None
+
+
+def _decode(payload: bytes, width: int) -> list[Any] | None:
+    """A posted write's parameters, if they are ``width`` plain values; else None."""
+    try:
+        values = json.loads(payload)
+    except (ValueError, UnicodeError):
+        return None
+    if not isinstance(values, list) or len(values) != width:
+        return None
+    for value in values:
+        if value is not None and type(value) not in (str, int, float):
+            return None
+    return values
+
+
+class WriteQueue:
+    """Makes the writers of one SQLite file take turns, and commit each other's single writes.
+
+    See the module's description. ``database`` is the file's absolute path; the queue uses
+    ``<database>-lock`` and ``<database>-mailbox`` next to it, which stay when it closes. If
+    the lock file can't be opened or locked (a read-only directory, a file system without
+    ``flock``), writes go on without the queue: SQLite's own locking is enough to be correct.
+
+    ``flock`` belongs to an open file, not to a thread, so a thread lock comes first.
+    """
+
+    durability_query = "PRAGMA synchronous"
+    """What a connection's durability is: writes are committed together only if it matches."""
+
+    def __init__(self, database: str) -> None:
+        self.path = database + "-lock"
+        self._database = database
+        self._fd: int | None = None
+        self._usable = True
+        self._locked = False
+        self._lock = threading.Lock()
+        self._mailbox: Mailbox | None = None
+        self._mailbox_opened = False
+        self.shared_writes = 0
+        """How many other writers' writes this queue's leaders committed (for tests and
+        benchmarks)."""
+
+    # -- taking turns ---------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Wait for our turn: threads of this process first, then other processes."""
+        self._lock.acquire()
+        try:
+            if self._open():
+                self._flock(blocking=True)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def release(self) -> None:
+        """Let the next writer go."""
+        try:
+            self._unflock()
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Close the lock file and the mailbox; the files stay, for the other processes."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+            mailbox, self._mailbox = self._mailbox, None
+        if fd is not None:
+            os.close(fd)
+        if mailbox is not None:
+            mailbox.close()
+
+    # -- group commit ----------------------------------------------------------------------
+
+    def write(
+        self, tag: bytes, parameters: Sequence[Any], alone: Callable[[], int], together: Together
+    ) -> int:
+        """Run one single write in turn, with other waiting writers' if it can; its row count.
+
+        ``alone`` runs our write by itself, committed. ``together`` runs it, then other writes
+        of the same statement, in one transaction (see :data:`Together`). ``tag`` names the
+        statement and its durability: only writes with the same tag are run together.
+        """
+        self._lock.acquire()
+        try:
+            if not self._open():
+                return alone()
+            mailbox = self._mailbox
+            if mailbox is None:
+                self._flock(blocking=True)
+            elif not self._flock(blocking=False):
+                ticket = mailbox.post(tag, parameters)
+                if ticket is not None:
+                    return self._await(mailbox, ticket, len(parameters), tag, alone, together)
+                self._flock(blocking=True)
+            return self._lead(tag, len(parameters), alone, together)
+        finally:
+            self._lock.release()
+
+    def _await(
+        self,
+        mailbox: Mailbox,
+        ticket: int,
+        width: int,
+        tag: bytes,
+        alone: Callable[[], int],
+        together: Together,
+    ) -> int:
+        """Wait for a leader to run our posted write, or lead ourselves when the queue frees."""
+        try:
+            while True:
+                bell = mailbox.bell()
+                if mailbox.state() in (DONE, RETRY):
+                    outcome = mailbox.collect(ticket)
+                    if outcome is not None and outcome[0] == DONE:
+                        return outcome[1]
+                    self._flock(blocking=True)  # the batch failed: run it alone, in turn
+                    return self._lead(tag, width, alone, together)
+                if self._flock(blocking=False):
+                    return self._withdraw(mailbox, ticket, tag, width, alone, together)
+                mailbox.wait(bell, _WAIT)
+                if mailbox.bell() == bell:
+                    # Not woken: the queue's holder doesn't use the mailbox, or died, or is
+                    # slow. Queue in the kernel (still posted: a leader may yet take it).
+                    self._flock(blocking=True)
+                    return self._withdraw(mailbox, ticket, tag, width, alone, together)
+        except BaseException:
+            mailbox.abandon(ticket)
+            raise
+
+    def _withdraw(
+        self,
+        mailbox: Mailbox,
+        ticket: int,
+        tag: bytes,
+        width: int,
+        alone: Callable[[], int],
+        together: Together,
+    ) -> int:
+        """Holding the queue with our write posted: its outcome if a leader ran it, else lead.
+
+        A write still taken when we get the queue was taken by a leader that died: it may or
+        may not be committed, so we run it again (an upsert: same state either way).
+        """
+        outcome = mailbox.collect(ticket, withdraw=True)
+        if outcome is None or outcome[0] == RETRY:
+            return self._lead(tag, width, alone, together)
+        self._unflock()
+        return outcome[1]
+
+    def _lead(self, tag: bytes, width: int, alone: Callable[[], int], together: Together) -> int:
+        """Holding the queue: run our write, with the posted ones we can take."""
+        mailbox = self._mailbox if self._locked else None
+        others: list[Taken] = []
+        if mailbox is not None:
+            with contextlib.suppress(OSError):  # no lock to be had (ENOLCK): lead alone
+                others = mailbox.take(tag, width)
+        try:
+            if not others:
+                return alone()
+            try:
+                counts = together([item.parameters for item in others])
+            except Exception:
+                finished, others = others, []
+                if mailbox is not None:
+                    mailbox.finish(finished, None)  # each runs again alone, for its own error
+                return alone()
+            finished, others = others, []
+            if mailbox is not None:
+                mailbox.finish(finished, counts[1:])
+            self.shared_writes += len(finished)
+            return counts[0]
+        finally:
+            if others and mailbox is not None:
+                mailbox.finish(others, None)  # interrupted: their writers run them again
+            self._unflock()
+
+    # -- the lock file ------------------------------------------------------------------------
+
+    def _open(self) -> bool:
+        """Open the lock file and the mailbox if needed; whether the queue is usable.
+
+        Under the thread lock.
+        """
+        if not self._usable:
+            return False
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError:
+                self._usable = False
+                return False
+        if not self._mailbox_opened:
+            self._mailbox_opened = True
+            try:
+                mode = os.stat(self._database).st_mode & 0o666
+            except OSError:
+                mode = 0o600
+            self._mailbox = Mailbox.open(self._database + "-mailbox", mode)
+        return True
+
+    def _flock(self, *, blocking: bool) -> bool:
+        """Take the lock file; False if ``blocking`` is off and another writer holds it.
+
+        An unusable lock file counts as taken: SQLite's own locking is enough to be correct.
+        """
+        fd = self._fd
+        if fd is None:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self._usable = False
+            return True
+        self._locked = True
+        return True
+
+    def _unflock(self) -> None:
+        """Release the lock file, then wake the writers waiting in the mailbox."""
+        if not self._locked:
+            return
+        self._locked = False
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except OSError:  # closing the file releases the lock too
+            self._usable = False
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
+        if self._mailbox is not None:
+            with contextlib.suppress(OSError):
+                self._mailbox.nudge()
