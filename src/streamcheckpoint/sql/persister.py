@@ -81,9 +81,12 @@ class SQLPersister(BasePersister):
     SQLAlchemy's cursor events on a caller's engine don't see them.
 
     Writers of one SQLite file take turns through a lock file next to it,
-    ``<database>-lock`` (an ``flock``; see :class:`~.driver.WriteQueue`): with several writer
-    processes no write waits the seconds that SQLite's own busy handler can make it wait. The
-    file stays when the persister closes.
+    ``<database>-lock`` (an ``flock``; see :class:`~.writequeue.WriteQueue`): with several writer
+    processes no write waits the seconds that SQLite's own busy handler can make it wait. On
+    Linux a single write that finds another writer's transaction in progress is committed by
+    that writer's successor together with its own (group commit, through
+    ``<database>-mailbox``): one fsync for several processes' writes, and ``write`` returns only
+    after it. Both files stay when the persister closes.
     """
 
     def __init__(

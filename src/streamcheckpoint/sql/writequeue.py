@@ -441,6 +441,18 @@ def _decode(payload: bytes, width: int) -> list[Any] | None:
     return values
 
 
+@dataclass(eq=False)
+class _Local:
+    """A single write of a thread of this process, waiting for its turn."""
+
+    tag: bytes
+    parameters: list[Any]
+    outcome: tuple[int, int] | None = None
+    """``(DONE, row count)`` once another thread committed it, ``(RETRY, 0)`` if that failed."""
+    alone: bool = False
+    """Not to be taken by another thread: its batch failed once."""
+
+
 class WriteQueue:
     """Makes the writers of one SQLite file take turns, and commit each other's single writes.
 
@@ -449,7 +461,10 @@ class WriteQueue:
     the lock file can't be opened or locked (a read-only directory, a file system without
     ``flock``), writes go on without the queue: SQLite's own locking is enough to be correct.
 
-    ``flock`` belongs to an open file, not to a thread, so a thread lock comes first.
+    ``flock`` belongs to an open file, not to a thread, so the threads of this process take
+    turns first (one at a time is "busy"): a single write that finds another thread busy waits
+    in :attr:`_waiting`, and the busy thread, when it leads, commits it with its own -- group
+    commit among threads, on every platform.
     """
 
     durability_query = "PRAGMA synchronous"
@@ -460,24 +475,27 @@ class WriteQueue:
         self._database = database
         self._fd: int | None = None
         self._usable = True
+        self._closed = False
         self._locked = False
-        self._lock = threading.Lock()
+        self._turn = threading.Condition(threading.Lock())
+        self._busy = False
+        self._waiting: list[_Local] = []
         self._mailbox: Mailbox | None = None
         self._mailbox_opened = False
         self.shared_writes = 0
-        """How many other writers' writes this queue's leaders committed (for tests and
-        benchmarks)."""
+        """How many writes of other threads or processes this queue's leaders committed with
+        their own (for tests and benchmarks)."""
 
     # -- taking turns ---------------------------------------------------------------------
 
     def acquire(self) -> None:
         """Wait for our turn: threads of this process first, then other processes."""
-        self._lock.acquire()
+        self._take_turn()
         try:
             if self._open():
                 self._flock(blocking=True)
         except BaseException:
-            self._lock.release()
+            self._end_turn()
             raise
 
     def release(self) -> None:
@@ -485,22 +503,37 @@ class WriteQueue:
         try:
             self._unflock()
         finally:
-            self._lock.release()
+            self._end_turn()
 
     def close(self) -> None:
         """Close the lock file and the mailbox; the files stay, for the other processes."""
-        with self._lock:
+        self._take_turn()
+        try:
+            self._closed = True
             fd, self._fd = self._fd, None
             mailbox, self._mailbox = self._mailbox, None
+        finally:
+            self._end_turn()
         if fd is not None:
             os.close(fd)
         if mailbox is not None:
             mailbox.close()
 
+    def _take_turn(self) -> None:
+        with self._turn:
+            while self._busy:
+                self._turn.wait()
+            self._busy = True
+
+    def _end_turn(self) -> None:
+        with self._turn:
+            self._busy = False
+            self._turn.notify_all()
+
     # -- group commit ----------------------------------------------------------------------
 
     def write(
-        self, tag: bytes, parameters: Sequence[Any], alone: Callable[[], int], together: Together
+        self, tag: bytes, parameters: list[Any], alone: Callable[[], int], together: Together
     ) -> int:
         """Run one single write in turn, with other waiting writers' if it can; its row count.
 
@@ -508,28 +541,51 @@ class WriteQueue:
         of the same statement, in one transaction (see :data:`Together`). ``tag`` names the
         statement and its durability: only writes with the same tag are run together.
         """
-        self._lock.acquire()
+        mine = _Local(tag, parameters)
+        while True:
+            with self._turn:
+                self._waiting.append(mine)
+                try:
+                    while self._busy and mine.outcome is None:
+                        self._turn.wait()
+                finally:
+                    if mine.outcome is None:
+                        self._waiting.remove(mine)
+                outcome, mine.outcome = mine.outcome, None
+                if outcome is None:
+                    self._busy = True
+                    break
+            if outcome[0] == DONE:
+                return outcome[1]
+            mine.alone = True  # the batch another thread ran it in failed: run it ourselves
         try:
-            if not self._open():
-                return alone()
-            mailbox = self._mailbox
-            if mailbox is None:
-                self._flock(blocking=True)
-            elif not self._flock(blocking=False):
-                ticket = mailbox.post(tag, parameters)
-                if ticket is not None:
-                    return self._await(mailbox, ticket, len(parameters), tag, alone, together)
-                self._flock(blocking=True)
-            return self._lead(tag, len(parameters), alone, together)
+            return self._represent(tag, parameters, alone, together)
         finally:
-            self._lock.release()
+            self._end_turn()
+
+    def _represent(
+        self, tag: bytes, parameters: list[Any], alone: Callable[[], int], together: Together
+    ) -> int:
+        """Our turn among this process's threads: now take turns with the other processes."""
+        width = len(parameters)
+        if not self._open():
+            return self._lead(tag, width, alone, together)
+        mailbox = self._mailbox
+        if mailbox is None:
+            self._flock(blocking=True)
+        elif not self._flock(blocking=False):
+            ticket = mailbox.post(tag, parameters)
+            if ticket is not None:
+                return self._await(mailbox, ticket, tag, width, alone, together)
+            self._flock(blocking=True)
+        return self._lead(tag, width, alone, together)
 
     def _await(
         self,
         mailbox: Mailbox,
         ticket: int,
-        width: int,
         tag: bytes,
+        width: int,
         alone: Callable[[], int],
         together: Together,
     ) -> int:
@@ -576,40 +632,67 @@ class WriteQueue:
         return outcome[1]
 
     def _lead(self, tag: bytes, width: int, alone: Callable[[], int], together: Together) -> int:
-        """Holding the queue: run our write, with the posted ones we can take."""
+        """Our turn (holding the queue if it is usable): run our write, with the waiting ones
+        of this process's threads and, holding the queue, the posted ones of other processes."""
         mailbox = self._mailbox if self._locked else None
-        others: list[Taken] = []
+        posted: list[Taken] = []
         if mailbox is not None:
-            with contextlib.suppress(OSError):  # no lock to be had (ENOLCK): lead alone
-                others = mailbox.take(tag, width)
+            with contextlib.suppress(OSError):  # no lock to be had (ENOLCK): lead without
+                posted = mailbox.take(tag, width)
+        local = self._take_local(tag)
         try:
-            if not others:
+            if not posted and not local:
                 return alone()
             try:
-                counts = together([item.parameters for item in others])
+                rows = [item.parameters for item in posted]
+                counts = together(rows + [item.parameters for item in local])
             except Exception:
-                finished, others = others, []
-                if mailbox is not None:
-                    mailbox.finish(finished, None)  # each runs again alone, for its own error
+                failed, posted, local = (posted, local), [], []
+                self._finish(mailbox, *failed, None)  # each runs again alone: its own error
                 return alone()
-            finished, others = others, []
-            if mailbox is not None:
-                mailbox.finish(finished, counts[1:])
-            self.shared_writes += len(finished)
+            finished, posted, local = (posted, local), [], []
+            self._finish(mailbox, *finished, counts[1:])
+            self.shared_writes += len(counts) - 1
             return counts[0]
         finally:
-            if others and mailbox is not None:
-                mailbox.finish(others, None)  # interrupted: their writers run them again
+            if posted or local:  # interrupted: their writers run them again
+                self._finish(mailbox, posted, local, None)
             self._unflock()
+
+    def _take_local(self, tag: bytes) -> list[_Local]:
+        """The waiting writes of this process's other threads that can run with ours."""
+        with self._turn:
+            taken = [item for item in self._waiting if item.tag == tag and not item.alone]
+            if taken:
+                self._waiting = [item for item in self._waiting if item not in taken]
+        return taken
+
+    def _finish(
+        self,
+        mailbox: Mailbox | None,
+        posted: list[Taken],
+        local: list[_Local],
+        counts: Sequence[int] | None,
+    ) -> None:
+        """Report a batch's outcome: ``counts`` for ``posted`` then ``local``, or None (it
+        failed: each runs again by itself)."""
+        if posted and mailbox is not None:
+            with contextlib.suppress(OSError):  # unreported: their writers run them again
+                mailbox.finish(posted, None if counts is None else counts[: len(posted)])
+        if local:
+            with self._turn:
+                for index, item in enumerate(local, start=len(posted)):
+                    item.outcome = (RETRY, 0) if counts is None else (DONE, counts[index])
+                self._turn.notify_all()
 
     # -- the lock file ------------------------------------------------------------------------
 
     def _open(self) -> bool:
         """Open the lock file and the mailbox if needed; whether the queue is usable.
 
-        Under the thread lock.
+        In our turn.
         """
-        if not self._usable:
+        if not self._usable or self._closed:
             return False
         if self._fd is None:
             try:
