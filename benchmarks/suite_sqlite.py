@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 from click.testing import CliRunner
 
-from streamcheckpoint import AsyncSQLPersister, SQLPersister
+from streamcheckpoint import AsyncSQLPersister, Checkpoint, PartitionKey, SQLPersister
 from streamcheckpoint.cli import cli
 
 from .cases import READ, WRITE, batch_case, compare, list_case
-from .harness import Target
+from .harness import Section, Target
 from .workload import (
     ASYNC_NOTE,
     HUB,
@@ -22,10 +24,12 @@ from .workload import (
     Context,
     OurContenders,
     Plan,
+    checkpoint,
     fill_sqlite,
     group_rows,
     open_async,
     raw_sqlite,
+    round_robin_key,
     sqlite_rows,
     sqlite_time_text,
     sqlite_url,
@@ -95,6 +99,9 @@ def _run(ctx: Context, plan: Plan, synchronous: str, loop: asyncio.AbstractEvent
             "AsyncSQLPersister": None,
         },
     )
+
+    if durable:
+        _concurrent_writes(ctx, section, raw, ours, aio, loop)
 
     def raw_many(i: int) -> None:
         rows = sqlite_rows(plan.batches[i])
@@ -170,3 +177,57 @@ def _run(ctx: Context, plan: Plan, synchronous: str, loop: asyncio.AbstractEvent
             "and fsyncs the WAL at its commit); list and status include sorting, status also "
             "opening the store and rendering JSON"
         )
+
+
+CONCURRENT = 32
+"""Writes made at once in the concurrent case: one to each of the 32 partitions."""
+
+
+def _concurrent_writes(
+    ctx: Context,
+    section: Section,
+    raw: sqlite3.Connection,
+    ours: SQLPersister,
+    aio: AsyncSQLPersister,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """32 writes made at once by one process: 8 threads, or 32 tasks, against one writer.
+
+    Group commit among threads makes a waiting thread's write part of the transaction of the
+    thread ahead of it, so the ratio is below 1 when that pays.
+    """
+    pool = ThreadPoolExecutor(8)
+    ctx.cleanup.callback(pool.shutdown)
+
+    def items(i: int) -> list[tuple[PartitionKey, Checkpoint]]:
+        return [(round_robin_key(k), checkpoint(i * CONCURRENT + k)) for k in range(CONCURRENT)]
+
+    def raw_writes(i: int) -> None:
+        for key, cp in items(i):
+            raw.execute(
+                SQLITE_UPSERT,
+                (*key, cp.offset, cp.sequence_number, sqlite_time_text(cp.enqueue_time)),
+            )
+
+    def write(item: tuple[PartitionKey, Checkpoint]) -> None:
+        key, cp = item
+        ours.write(*key, cp)
+
+    def threads(i: int) -> None:
+        list(pool.map(write, items(i)))
+
+    async def tasks(i: int) -> None:
+        await asyncio.gather(*(aio.write(*key, cp) for key, cp in items(i)))
+
+    compare(
+        ctx,
+        section,
+        f"{CONCURRENT} writes at once (one per partition)",
+        {
+            "raw sqlite3, one writer, one after another (floor)": raw_writes,
+            "SQLPersister, 8 threads": threads,
+            "AsyncSQLPersister, asyncio.gather": lambda i: loop.run_until_complete(tasks(i)),
+        },
+        calls=max(5, ctx.settings.writes // CONCURRENT),
+        targets={"SQLPersister, 8 threads": None, "AsyncSQLPersister, asyncio.gather": None},
+    )

@@ -1,0 +1,681 @@
+"""Group commit of SQLite writes through the shared mailbox (``sql/writequeue.py``).
+
+A single ``write()`` that finds ``<db>-lock`` taken posts itself in ``<db>-mailbox`` and sleeps;
+the next queue holder (the leader) runs the posted writes of the same statement and durability
+after its own, in one transaction, and reports each one's row count back. These tests check, on
+real SQLite files and real processes:
+
+* it happens (several processes: ``shared_writes`` > 0) and loses nothing;
+* a leader reports row counts (1, or 0 for a refused monotonic write, which the waiting
+  persister turns into CheckpointRegressionError);
+* a posted write whose writer died is never run, and its slot is freed;
+* a leader that died after taking writes (committed or not) leaves them to their writers;
+* a failed batch is rolled back and each write retried by its own writer (RETRY);
+* writes of another durability (``PRAGMA synchronous``) or shape are never taken;
+* a mailbox file that isn't ours, a full mailbox and a write too large for a slot all fall
+  back to taking turns, and still write;
+* SIGKILLing writer processes mid-run never loses an acknowledged write;
+* ``abandon()`` takes a posted (or taken) write back for good.
+
+Handles on the mailbox opened with ``Mailbox.open`` are separate open file descriptions, so to
+the persisters they are other live writers. Holding ``<db>-lock`` from the test (an ``flock`` on
+our own descriptor) makes a persister's write wait, and post.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import random
+import signal
+import sqlite3
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamcheckpoint import Checkpoint, CheckpointRegressionError, PartitionKey, SQLPersister
+from streamcheckpoint.sql import writequeue
+from streamcheckpoint.sql.writequeue import DONE, FREE, POSTED, RETRY, TAKEN, Mailbox
+
+if sys.platform != "win32":
+    import fcntl
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux" or writequeue._futex() is None,
+    reason="group commit needs Linux futexes and OFD locks (x86-64 or ARM64)",
+)
+
+NAMESPACE, HUB, GROUP = "ns.example", "hub", "cg"
+DEADLINE = 2.0  # seconds a waiting write may take to return once it can
+OTHER_TAG = b"another-statemnt"  # 16 bytes, like a real tag; no persister uses it
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def key(partition: str) -> PartitionKey:
+    return PartitionKey(NAMESPACE, HUB, GROUP, partition)
+
+
+def write(persister: SQLPersister, partition: str, checkpoint: Checkpoint) -> None:
+    persister.write(NAMESPACE, HUB, GROUP, partition, checkpoint)
+
+
+def stored(database: Path, partition: str) -> tuple[str, int] | None:
+    """``(offset, sequence number)`` stored for ``partition``, read with plain sqlite3."""
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        row = connection.execute(
+            "SELECT stream_offset, sequence_number FROM checkpoints WHERE namespace = ? AND "
+            "name = ? AND consumer_group = ? AND partition_id = ?",
+            tuple(key(partition)),
+        ).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def tag_of(persister: SQLPersister) -> bytes:
+    """The group tag of ``persister``'s single writes (statement and durability)."""
+    return persister._writer._group_tag(persister._upsert)
+
+
+def parameters_of(persister: SQLPersister, partition: str, checkpoint: Checkpoint) -> list[Any]:
+    """The driver parameters ``persister`` would post for this write."""
+    values = persister._upsert.parameters(persister._write_values(key(partition), checkpoint))
+    assert isinstance(values, list)
+    return values
+
+
+def shared_writes(persister: SQLPersister) -> int:
+    queue = persister._writer._queue
+    assert queue is not None
+    return queue.shared_writes
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting until {what}")
+        time.sleep(0.002)
+
+
+def in_thread(work: Callable[[], object]) -> Future[None]:
+    """Run ``work`` in a daemon thread; the future holds what it raised."""
+    future: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the test through the future
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+
+
+def flock_waiters(lock_file: Path) -> int:
+    """How many ``flock`` requests are blocked on ``lock_file`` (from /proc/locks)."""
+    inode = f":{os.stat(lock_file).st_ino} "
+    with open("/proc/locks") as locks:
+        return sum(1 for line in locks if "-> FLOCK" in line and inode in line)
+
+
+def hold_queue_as(persister: SQLPersister) -> None:
+    """Take ``persister``'s queue lock through its own descriptor: other writers now wait (and
+    post), and its next write finds the queue already its own, so it leads."""
+    queue = persister._writer._queue
+    assert queue is not None
+    assert queue._fd is not None, "the persister must have written once"
+    fcntl.flock(queue._fd, fcntl.LOCK_EX)
+
+
+def count(states: list[int], state: int) -> int:
+    return sum(1 for s in states if s == state)
+
+
+@dataclass
+class Store:
+    """One SQLite file under test: persisters and mailbox handles on it, closed at the end."""
+
+    database: Path
+    persisters: list[SQLPersister] = field(default_factory=list)
+    handles: list[Mailbox] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.database}"
+
+    @property
+    def lock_file(self) -> Path:
+        return Path(f"{self.database}-lock")
+
+    @property
+    def mailbox_file(self) -> Path:
+        return Path(f"{self.database}-mailbox")
+
+    def open(self, query: str = "", **options: Any) -> SQLPersister:
+        persister = SQLPersister(self.url + query, **options)
+        self.persisters.append(persister)
+        return persister
+
+    def handle(self) -> Mailbox:
+        """Another writer's view of the mailbox (a separate open file description)."""
+        mailbox = Mailbox.open(str(self.mailbox_file), 0o600)
+        assert mailbox is not None, "the mailbox should be usable"
+        self.handles.append(mailbox)
+        return mailbox
+
+    def close_handle(self, mailbox: Mailbox) -> None:
+        """Close ``mailbox`` now: to the others its writer is gone."""
+        self.handles.remove(mailbox)
+        mailbox.close()
+
+    @contextlib.contextmanager
+    def holding_queue(self) -> Iterator[Callable[[], None]]:
+        """Hold ``<db>-lock`` as another writer would; yields a function releasing it early
+        (closing the descriptor, as a process dying would)."""
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held = [fd]
+
+        def release() -> None:
+            while held:
+                os.close(held.pop())
+
+        try:
+            yield release
+        finally:
+            release()
+
+    def close_all(self) -> None:
+        for mailbox in self.handles:
+            mailbox.close()
+        for persister in self.persisters:
+            persister.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh SQLite file with its schema and a warmed-up mailbox."""
+    result = Store(tmp_path / "checkpoints.db")
+    with SQLPersister(result.url) as first:  # schema, lock file and mailbox exist
+        write(first, "warm-up", Checkpoint("0", 0))
+    try:
+        yield result
+    finally:
+        result.close_all()
+
+
+# -- 1. several processes ------------------------------------------------------------------
+
+WORKERS = 4
+WRITES = 300
+PARTITIONS_EACH = 3
+
+_start: threading.Barrier | None = None  # in each worker process: wait here for the others
+
+
+def _set_start(barrier: threading.Barrier) -> None:
+    global _start
+    _start = barrier
+
+
+def write_own_partitions(url: str, worker: int) -> tuple[int, list[str]]:
+    """One process's share: ``WRITES`` increasing writes over its own partitions; returns its
+    persister's ``shared_writes`` and every error."""
+    errors: list[str] = []
+    with SQLPersister(url) as persister:
+        if _start is not None:
+            _start.wait()
+        for index in range(WRITES):
+            partition = f"{worker}-{index % PARTITIONS_EACH}"
+            try:
+                write(persister, partition, Checkpoint(str(index), index))
+            except Exception as exc:  # reported by the test
+                errors.append(f"{type(exc).__name__}: {exc}")
+        return shared_writes(persister), errors
+
+
+@pytest.mark.slow
+def test_processes_commit_each_others_writes(store: Store) -> None:
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(WORKERS)
+    with context.Pool(WORKERS, initializer=_set_start, initargs=(start,)) as pool:
+        results = pool.starmap(write_own_partitions, [(store.url, w) for w in range(WORKERS)])
+    assert [error for _, errors in results for error in errors] == []
+    for worker in range(WORKERS):
+        for offset in range(PARTITIONS_EACH):
+            last = max(i for i in range(WRITES) if i % PARTITIONS_EACH == offset)
+            assert stored(store.database, f"{worker}-{offset}") == (str(last), last)
+    assert sum(shared for shared, _ in results) > 0, "no write was ever committed by a leader"
+
+
+# -- 2. a leader runs posted writes and reports their row counts ---------------------------
+
+
+def test_leader_runs_a_posted_write_and_reports_its_row_count(store: Store) -> None:
+    leader = store.open()
+    poster = store.handle()
+    ticket = poster.post(tag_of(leader), parameters_of(leader, "posted", Checkpoint("7", 7)))
+    assert ticket is not None
+    write(leader, "own", Checkpoint("3", 3))
+    assert poster.collect(ticket) == (DONE, 1)
+    assert stored(store.database, "own") == ("3", 3)
+    assert stored(store.database, "posted") == ("7", 7)
+    assert shared_writes(leader) == 1
+    assert count(poster.states(), FREE) == len(poster.states())
+
+
+def test_leader_reports_a_refused_monotonic_write_as_zero_rows(store: Store) -> None:
+    leader = store.open(monotonic=True)
+    write(leader, "ahead", Checkpoint("10", 10))
+    poster = store.handle()
+    behind = parameters_of(leader, "ahead", Checkpoint("5", 5))
+    ticket = poster.post(tag_of(leader), behind)
+    assert ticket is not None
+    write(leader, "own", Checkpoint("1", 1))
+    assert poster.collect(ticket) == (DONE, 0)
+    assert stored(store.database, "ahead") == ("10", 10)
+    assert stored(store.database, "own") == ("1", 1)
+
+
+def test_waiting_write_refused_by_a_leader_raises_regression(store: Store) -> None:
+    leader = store.open(monotonic=True)
+    waiter = store.open(monotonic=True)
+    write(leader, "ahead", Checkpoint("10", 10))  # opens the leader's lock file too
+    hold_queue_as(leader)
+    handle = store.handle()
+    waiting = in_thread(lambda: write(waiter, "ahead", Checkpoint("5", 5)))
+    wait_until(lambda: count(handle.states(), POSTED) == 1, "the waiting write is posted")
+    write(leader, "own", Checkpoint("1", 1))
+    with pytest.raises(CheckpointRegressionError):
+        waiting.result(timeout=DEADLINE)
+    assert shared_writes(leader) == 1, "the leader should have run the waiting write"
+    assert shared_writes(waiter) == 0
+    assert stored(store.database, "ahead") == ("10", 10)
+    assert stored(store.database, "own") == ("1", 1)
+
+
+def test_waiting_write_run_by_a_leader_returns(store: Store) -> None:
+    leader = store.open()
+    waiter = store.open()
+    write(leader, "own", Checkpoint("0", 0))
+    hold_queue_as(leader)
+    handle = store.handle()
+    waiting = in_thread(lambda: write(waiter, "waiting", Checkpoint("5", 5)))
+    wait_until(lambda: count(handle.states(), POSTED) == 1, "the waiting write is posted")
+    assert stored(store.database, "waiting") is None
+    write(leader, "own", Checkpoint("1", 1))
+    waiting.result(timeout=DEADLINE)
+    assert shared_writes(leader) == 1
+    assert stored(store.database, "waiting") == ("5", 5)
+
+
+# -- 3. a posted write whose writer died ---------------------------------------------------
+
+
+def post_and_die(mailbox_path: str, tag: bytes, parameters: list[Any]) -> None:
+    """In a child process: post a write, then exit without taking it back."""
+    mailbox = Mailbox.open(mailbox_path, 0o600)
+    ticket = None if mailbox is None else mailbox.post(tag, parameters)
+    os._exit(0 if ticket is not None else 3)
+
+
+def test_write_of_a_dead_writer_is_never_run(store: Store) -> None:
+    leader = store.open()
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(
+        target=post_and_die,
+        args=(
+            str(store.mailbox_file),
+            tag_of(leader),
+            parameters_of(leader, "orphan", Checkpoint("9", 9)),
+        ),
+    )
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == 0, "the child could not post its write"
+    observer = store.handle()
+    assert count(observer.states(), POSTED) == 1, "the dead writer's write should be posted"
+    write(leader, "own", Checkpoint("1", 1))
+    assert stored(store.database, "orphan") is None
+    assert stored(store.database, "own") == ("1", 1)
+    assert count(observer.states(), FREE) == len(observer.states())
+    assert shared_writes(leader) == 0
+
+
+# -- 4. a leader that died -----------------------------------------------------------------
+
+
+def take_posted_write(
+    store: Store, waiter: SQLPersister, partition: str, checkpoint: Checkpoint
+) -> tuple[Future[None], writequeue.Taken]:
+    """Play a leader while the caller holds the queue: let ``waiter`` post its write, take it
+    and close our mailbox handle without finishing. Returns the waiting write and what was
+    taken; the caller lets the leader die (releases the queue)."""
+    handle = store.handle()
+    waiting = in_thread(lambda: write(waiter, partition, checkpoint))
+    wait_until(lambda: count(handle.states(), POSTED) == 1, "the waiting write is posted")
+    expected = parameters_of(waiter, partition, checkpoint)
+    taken = handle.take(tag_of(waiter), len(expected))
+    assert [item.parameters for item in taken] == [expected]
+    assert count(handle.states(), TAKEN) == 1
+    store.close_handle(handle)
+    return waiting, taken[0]
+
+
+def test_write_taken_by_a_leader_that_died_is_run_by_its_writer(store: Store) -> None:
+    waiter = store.open()
+    with store.holding_queue() as release:
+        waiting, _ = take_posted_write(store, waiter, "K", Checkpoint("4", 4))
+        assert not waiting.done(), "a taken write must wait for its leader"
+        assert stored(store.database, "K") is None
+        release()  # the leader dies without finishing
+        waiting.result(timeout=DEADLINE)
+    assert stored(store.database, "K") == ("4", 4)
+    assert count(store.handle().states(), FREE) == writequeue._SLOTS
+
+
+@pytest.mark.parametrize("monotonic", [False, True], ids=["overwrite", "monotonic"])
+def test_write_committed_by_a_leader_that_died_is_run_again_harmlessly(
+    store: Store, monotonic: bool
+) -> None:
+    waiter = store.open(monotonic=monotonic)
+    with store.holding_queue() as release:
+        waiting, taken = take_posted_write(store, waiter, "K", Checkpoint("4", 4))
+        with contextlib.closing(sqlite3.connect(store.database)) as connection:
+            connection.execute(waiter._upsert.sql, taken.parameters)  # the leader's commit
+            connection.commit()
+        assert stored(store.database, "K") == ("4", 4)
+        release()  # ... then it dies before marking the write done
+        waiting.result(timeout=DEADLINE)  # no CheckpointRegressionError either
+    assert stored(store.database, "K") == ("4", 4)
+    assert count(store.handle().states(), FREE) == writequeue._SLOTS
+
+
+# -- 5. a failed batch ---------------------------------------------------------------------
+
+
+def test_failed_batch_is_retried_by_each_writer(store: Store) -> None:
+    leader = store.open()
+    poster = store.handle()
+    bad = parameters_of(leader, "bad", Checkpoint("1", 1))
+    bad[4] = None  # stream_offset is NOT NULL
+    ticket = poster.post(tag_of(leader), bad)
+    assert ticket is not None
+    write(leader, "own", Checkpoint("2", 2))
+    assert stored(store.database, "own") == ("2", 2)
+    assert stored(store.database, "bad") is None
+    assert poster.collect(ticket) == (RETRY, 0)
+    assert shared_writes(leader) == 0
+    assert count(poster.states(), FREE) == writequeue._SLOTS
+
+
+# -- 6. other durability, other shapes -----------------------------------------------------
+
+
+def test_writes_of_another_durability_are_never_taken(store: Store) -> None:
+    full = store.open()
+    normal = store.open("?synchronous=NORMAL")
+    assert tag_of(full) != tag_of(normal)
+    poster = store.handle()
+    ticket = poster.post(tag_of(normal), parameters_of(normal, "normal", Checkpoint("1", 1)))
+    assert ticket is not None
+    write(full, "full", Checkpoint("2", 2))
+    assert count(poster.states(), POSTED) == 1
+    assert stored(store.database, "normal") is None
+    assert shared_writes(full) == 0
+    # A leader of the same durability does take it.
+    write(normal, "normal-own", Checkpoint("3", 3))
+    assert poster.collect(ticket) == (DONE, 1)
+    assert stored(store.database, "normal") == ("1", 1)
+
+
+def test_monotonic_and_overwriting_writes_are_never_mixed(store: Store) -> None:
+    overwriting = store.open()
+    monotonic = store.open(monotonic=True)
+    assert tag_of(overwriting) != tag_of(monotonic)
+    poster = store.handle()
+    params = parameters_of(monotonic, "monotonic", Checkpoint("1", 1))
+    assert poster.post(tag_of(monotonic), params) is not None
+    write(overwriting, "own", Checkpoint("2", 2))
+    assert count(poster.states(), POSTED) == 1
+    assert stored(store.database, "monotonic") is None
+
+
+def test_posted_write_of_the_wrong_shape_is_left_to_its_writer(store: Store) -> None:
+    leader = store.open()
+    poster = store.handle()
+    params = parameters_of(leader, "short", Checkpoint("1", 1))
+    assert poster.post(tag_of(leader), params[:-1]) is not None  # one value missing
+    write(leader, "own", Checkpoint("2", 2))
+    assert count(poster.states(), POSTED) == 1
+    assert stored(store.database, "short") is None
+
+
+# -- 7. a mailbox file that isn't ours -----------------------------------------------------
+
+
+def foreign_mailbox(kind: str) -> bytes:
+    if kind == "wrong-size":
+        return b"not a mailbox, but somebody's file\n"
+    if kind == "wrong-magic":
+        return b"NOTAMBX1" + bytes(writequeue._FILE_SIZE - 8)
+    layout = struct.pack("=II", writequeue._SLOTS * 2, writequeue._SLOT_SIZE // 2)
+    header = writequeue._MAGIC + bytes(12) + layout
+    return header + bytes(writequeue._FILE_SIZE - len(header))
+
+
+@pytest.mark.parametrize("kind", ["wrong-size", "wrong-magic", "wrong-layout"])
+def test_mailbox_file_that_is_not_ours_is_left_alone(tmp_path: Path, kind: str) -> None:
+    store = Store(tmp_path / "checkpoints.db")
+    content = foreign_mailbox(kind)
+    store.mailbox_file.write_bytes(content)
+    try:
+        persister = store.open()
+        write(persister, "first", Checkpoint("1", 1))
+        assert persister._writer._queue is not None
+        assert persister._writer._queue._mailbox is None
+        assert Mailbox.open(str(store.mailbox_file), 0o600) is None
+        with store.holding_queue() as release:  # under contention: it takes turns
+            waiting = in_thread(lambda: write(persister, "second", Checkpoint("2", 2)))
+            wait_until(lambda: flock_waiters(store.lock_file) == 1, "the write waits in turn")
+            release()
+            waiting.result(timeout=DEADLINE)
+        assert stored(store.database, "first") == ("1", 1)
+        assert stored(store.database, "second") == ("2", 2)
+        assert store.mailbox_file.read_bytes() == content
+    finally:
+        store.close_all()
+
+
+# -- 8. no room in the mailbox -------------------------------------------------------------
+
+
+def write_under_contention(store: Store, persister: SQLPersister, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` to partition "K" while the queue is held; it must take its turn
+    (wait in ``flock``) and be written once the queue is released."""
+    with store.holding_queue() as release:
+        waiting = in_thread(lambda: write(persister, "K", checkpoint))
+        wait_until(lambda: flock_waiters(store.lock_file) == 1, "the write waits in turn")
+        assert stored(store.database, "K") is None
+        release()
+        waiting.result(timeout=DEADLINE)
+    assert stored(store.database, "K") == (checkpoint.offset, checkpoint.sequence_number)
+
+
+def test_full_mailbox_falls_back_to_taking_turns(store: Store) -> None:
+    persister = store.open()
+    filler = parameters_of(persister, "filler", Checkpoint("0", 0))
+    for _ in range(writequeue._SLOTS):
+        assert store.handle().post(OTHER_TAG, filler) is not None
+    observer = store.handles[0]
+    assert count(observer.states(), POSTED) == writequeue._SLOTS
+    write_under_contention(store, persister, Checkpoint("1", 1))
+    assert count(observer.states(), POSTED) == writequeue._SLOTS
+    assert stored(store.database, "filler") is None
+
+
+def test_write_too_large_for_a_slot_falls_back_to_taking_turns(store: Store) -> None:
+    persister = store.open()
+    observer = store.handle()
+    write_under_contention(store, persister, Checkpoint("x" * 5000, 1))
+    assert count(observer.states(), FREE) == writequeue._SLOTS
+
+
+# -- 9. crash safety -----------------------------------------------------------------------
+
+CRASH_WORKERS = 3
+GENERATION = 10**9  # a restarted worker's sequence numbers start above its predecessor's
+_ACK = struct.Struct("=qq")  # (partition, sequence number); partition -1: done, shared_writes
+
+
+def acknowledge_writes(
+    url: str, worker: int, generation: int, stop: Any, channel: Connection
+) -> None:
+    """Write increasing sequence numbers to the worker's two partitions until ``stop`` is set,
+    reporting each write after it returned."""
+    with SQLPersister(url) as persister:
+        index = 0
+        while not stop.is_set():
+            partition = 2 * worker + index % 2
+            number = generation * GENERATION + index
+            write(persister, str(partition), Checkpoint(str(number), number))
+            channel.send_bytes(_ACK.pack(partition, number))  # one atomic pipe write
+            index += 1
+        channel.send_bytes(_ACK.pack(-1, shared_writes(persister)))
+
+
+@dataclass
+class CrashRun:
+    """The parent's view of the crash test's workers."""
+
+    url: str
+    context: Any
+    stop: Any
+    processes: dict[int, Any] = field(default_factory=dict)
+    channels: dict[Connection, tuple[int, int]] = field(default_factory=dict)  # worker, gen
+    generations: dict[int, int] = field(default_factory=dict)
+    acks: dict[int, int] = field(default_factory=dict)  # this generation's, per worker
+    acknowledged: dict[int, int] = field(default_factory=dict)  # partition: last acked
+    shared: int = 0
+
+    def start(self, worker: int, generation: int) -> None:
+        receiver, sender = self.context.Pipe(duplex=False)
+        process = self.context.Process(
+            target=acknowledge_writes, args=(self.url, worker, generation, self.stop, sender)
+        )
+        process.start()
+        sender.close()
+        self.processes[worker] = process
+        self.channels[receiver] = (worker, generation)
+        self.generations[worker] = generation
+        self.acks[worker] = 0
+
+    def receive(self, timeout: float) -> None:
+        """Record what the workers reported within ``timeout`` seconds."""
+        for ready in wait(list(self.channels), timeout):
+            assert isinstance(ready, Connection)
+            try:
+                partition, number = _ACK.unpack(ready.recv_bytes())
+            except EOFError:
+                del self.channels[ready]
+                ready.close()
+                continue
+            if partition == -1:
+                self.shared += number
+                continue
+            # A killed worker's last acknowledgements may arrive after its successor's.
+            self.acknowledged[partition] = max(number, self.acknowledged.get(partition, -1))
+            worker, generation = self.channels[ready]
+            if generation == self.generations[worker]:
+                self.acks[worker] += 1
+
+    def wait_for_acks(self, worker: int, acks: int, deadline: float) -> None:
+        while self.acks[worker] < acks:
+            assert time.monotonic() < deadline, f"worker {worker} stopped acknowledging"
+            self.receive(0.5)
+
+
+@pytest.mark.slow
+def test_killed_writers_never_lose_an_acknowledged_write(store: Store) -> None:
+    context = multiprocessing.get_context("spawn")
+    run = CrashRun(store.url, context, context.Event())
+    deadline = time.monotonic() + 120
+    rng = random.Random()
+    for worker in range(CRASH_WORKERS):
+        run.start(worker, generation=0)
+    try:
+        for _ in range(2):
+            victim = rng.randrange(CRASH_WORKERS)
+            run.wait_for_acks(victim, rng.randrange(20, 200), deadline)
+            os.kill(run.processes[victim].pid, signal.SIGKILL)
+            run.processes[victim].join(timeout=30)
+            assert run.processes[victim].exitcode == -signal.SIGKILL
+            run.start(victim, run.generations[victim] + 1)
+        for worker in range(CRASH_WORKERS):
+            run.wait_for_acks(worker, 100, deadline)
+        run.stop.set()
+        while run.channels:
+            assert time.monotonic() < deadline, "workers did not stop"
+            run.receive(0.5)
+    finally:
+        run.stop.set()
+        for process in run.processes.values():
+            process.join(timeout=30)
+            if process.exitcode is None:
+                process.kill()
+    assert [p.exitcode for p in run.processes.values()] == [0] * CRASH_WORKERS
+    for partition, number in run.acknowledged.items():
+        found = stored(store.database, str(partition))
+        assert found is not None, f"partition {partition} lost"
+        assert found[1] >= number, f"partition {partition} went back"
+    assert sorted(run.acknowledged) == list(range(2 * CRASH_WORKERS))
+    with contextlib.closing(sqlite3.connect(store.database)) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert run.shared > 0, "no write was committed by a leader during the run"
+
+
+# -- 10. abandon ---------------------------------------------------------------------------
+
+
+def test_abandoned_write_is_never_run(store: Store) -> None:
+    leader = store.open()
+    poster = store.handle()
+    ticket = poster.post(tag_of(leader), parameters_of(leader, "abandoned", Checkpoint("1", 1)))
+    assert ticket is not None
+    poster.abandon(ticket + 1)  # not ours: nothing happens
+    assert count(poster.states(), POSTED) == 1
+    poster.abandon(ticket)
+    assert count(poster.states(), FREE) == writequeue._SLOTS
+    write(leader, "own", Checkpoint("2", 2))
+    assert stored(store.database, "abandoned") is None
+    assert shared_writes(leader) == 0
+
+
+def test_write_abandoned_after_it_was_taken_is_not_marked_done(store: Store) -> None:
+    leader = store.open()
+    poster = store.handle()
+    params = parameters_of(leader, "abandoned", Checkpoint("1", 1))
+    ticket = poster.post(tag_of(leader), params)
+    assert ticket is not None
+    other_leader = store.handle()
+    taken = other_leader.take(tag_of(leader), len(params))
+    assert len(taken) == 1
+    poster.abandon(ticket)
+    assert count(poster.states(), FREE) == writequeue._SLOTS
+    other_leader.finish(taken, [1])
+    assert count(poster.states(), FREE) == writequeue._SLOTS
+    assert poster.collect(ticket) is None  # nothing to collect: it was taken back
