@@ -248,7 +248,6 @@ def write_own_partitions(url: str, worker: int) -> tuple[int, list[str]]:
         return shared_writes(persister), errors
 
 
-@pytest.mark.slow
 def test_processes_commit_each_others_writes(store: Store) -> None:
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(WORKERS)
@@ -469,16 +468,24 @@ def test_posted_write_of_the_wrong_shape_is_left_to_its_writer(store: Store) -> 
 
 
 def foreign_mailbox(kind: str) -> bytes:
-    if kind == "wrong-size":
+    """Contents of a ``<db>-mailbox`` that isn't a mailbox we can use: each differs from a
+    usable one in one way only."""
+    size = writequeue._FILE_SIZE
+    layout = struct.pack("=II", writequeue._SLOTS, writequeue._SLOT_SIZE)
+    magic = writequeue._MAGIC
+    if kind == "short":
         return b"not a mailbox, but somebody's file\n"
-    if kind == "wrong-magic":
-        return b"NOTAMBX1" + bytes(writequeue._FILE_SIZE - 8)
-    layout = struct.pack("=II", writequeue._SLOTS * 2, writequeue._SLOT_SIZE // 2)
-    header = writequeue._MAGIC + bytes(12) + layout
-    return header + bytes(writequeue._FILE_SIZE - len(header))
+    if kind == "long":
+        size += 4096
+    elif kind == "wrong-magic":
+        magic = b"NOTAMBX1"
+    elif kind == "wrong-layout":
+        layout = struct.pack("=II", writequeue._SLOTS * 2, writequeue._SLOT_SIZE // 2)
+    header = magic + bytes(12) + layout
+    return header + bytes(size - len(header))
 
 
-@pytest.mark.parametrize("kind", ["wrong-size", "wrong-magic", "wrong-layout"])
+@pytest.mark.parametrize("kind", ["short", "long", "wrong-magic", "wrong-layout"])
 def test_mailbox_file_that_is_not_ours_is_left_alone(tmp_path: Path, kind: str) -> None:
     store = Store(tmp_path / "checkpoints.db")
     content = foreign_mailbox(kind)
@@ -679,3 +686,93 @@ def test_write_abandoned_after_it_was_taken_is_not_marked_done(store: Store) -> 
     other_leader.finish(taken, [1])
     assert count(poster.states(), FREE) == writequeue._SLOTS
     assert poster.collect(ticket) is None  # nothing to collect: it was taken back
+
+
+# -- 11. threads of one process --------------------------------------------------------------
+
+THREADS = 8
+
+
+def waiting_threads(persister: SQLPersister) -> int:
+    """How many single writes of ``persister``'s threads wait for the busy thread."""
+    queue = persister._writer._queue
+    assert queue is not None
+    with queue._turn:
+        return len(queue._waiting)
+
+
+def threads_behind_one(
+    store: Store, persister: SQLPersister, writes: list[tuple[str, Checkpoint]]
+) -> list[Future[None]]:
+    """Start a thread per write while another process holds the queue: the first thread's
+    write is posted and waits for the queue, the others wait for that thread. Then release."""
+    handle = store.handle()
+
+    def start(partition: str, checkpoint: Checkpoint) -> Future[None]:
+        return in_thread(lambda: write(persister, partition, checkpoint))
+
+    with store.holding_queue():
+        futures = [start(*writes[0])]
+        wait_until(lambda: count(handle.states(), POSTED) == 1, "the first write posts")
+        futures += [start(*item) for item in writes[1:]]
+        wait_until(lambda: waiting_threads(persister) == len(writes) - 1, "the other threads wait")
+    for future in futures:
+        future.exception(timeout=DEADLINE)
+    return futures
+
+
+def test_threads_commit_each_others_writes(store: Store) -> None:
+    persister = store.open()
+    writes = [(f"t{k}", Checkpoint(str(k), k)) for k in range(THREADS)]
+    futures = threads_behind_one(store, persister, writes)
+    assert [future.exception() for future in futures] == [None] * THREADS
+    assert shared_writes(persister) == THREADS - 1  # one transaction for all eight
+    for partition, checkpoint in writes:
+        assert stored(store.database, partition) == (checkpoint.offset, checkpoint.sequence_number)
+
+
+def test_threads_whose_batch_failed_each_write_by_themselves(store: Store) -> None:
+    persister = store.open()
+    writer = persister._writer
+    original = writer._together
+    batches: list[int] = []
+
+    def failing_once(statement: Any, rows: list[Any]) -> Any:
+        batches.append(len(rows))
+        if len(batches) > 1:
+            return original(statement, rows)
+
+        def fail(connection: Any, cursor: Any) -> list[int]:
+            raise sqlite3.OperationalError("injected: the batch fails")
+
+        return fail
+
+    writer._together = failing_once  # type: ignore[method-assign]
+    writes = [(f"t{k}", Checkpoint(str(k), k)) for k in range(THREADS)]
+    futures = threads_behind_one(store, persister, writes)
+    assert [future.exception() for future in futures] == [None] * THREADS
+    assert batches == [THREADS]  # after the failed batch every write ran by itself
+    assert shared_writes(persister) == 0
+    for partition, checkpoint in writes:
+        assert stored(store.database, partition) == (checkpoint.offset, checkpoint.sequence_number)
+
+
+def test_thread_whose_monotonic_write_was_refused_in_a_batch_raises(store: Store) -> None:
+    persister = store.open(monotonic=True)
+    write(persister, "ahead", Checkpoint("100", 100))
+    writes = [
+        ("t0", Checkpoint("5", 5)),
+        ("ahead", Checkpoint("50", 50)),
+        ("t2", Checkpoint("7", 7)),
+    ]
+    futures = threads_behind_one(store, persister, writes)
+    assert future_errors(futures) == [None, CheckpointRegressionError, None]
+    assert shared_writes(persister) == 2
+    assert stored(store.database, "ahead") == ("100", 100)
+    assert stored(store.database, "t0") == ("5", 5)
+    assert stored(store.database, "t2") == ("7", 7)
+
+
+def future_errors(futures: list[Future[None]]) -> list[type[BaseException] | None]:
+    errors = [future.exception() for future in futures]
+    return [None if error is None else type(error) for error in errors]

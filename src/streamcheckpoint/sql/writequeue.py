@@ -25,10 +25,18 @@ What keeps that correct when processes die:
   its write still taken runs it again itself: it may or may not have been committed, and a
   write is an upsert, so running it twice leaves what running it once would have.
 * A batch that fails (any error) is rolled back; every write in it is run again by its own
-  writer, alone, so each gets its own error.
+  writer, by itself (nobody takes it into a batch again), so each gets its own error.
 * An interrupted waiter takes its write back; if a leader had already taken it, it may or
   may not be stored (as for any interrupted write), but it is never stored later than the
   leader's current transaction.
+
+The threads of one process do the same among themselves, in memory and on every platform: a
+single write that finds another thread of its process writing waits for it, and that thread, if
+it leads, commits the waiting writes with its own.
+
+Known limit: the locks belong to open file descriptions, which a plain ``fork`` shares with the
+child; a child that goes on using its parent's persister after the parent died keeps the
+parent's posted write looking alive. Open persisters after forking, as for any database handle.
 
 Everything else -- a writer that doesn't use the mailbox (another program, an older
 streamcheckpoint, ``write_many``), an unusable mailbox (no futex, a full mailbox, a file that
@@ -230,8 +238,8 @@ class Mailbox:
             memory = self._memory
             _SLOT_HEAD.pack_into(memory, base + _TICKET, ticket, tag, 0, len(payload))
             memory[base + _PAYLOAD : base + _PAYLOAD + len(payload)] = payload
+            self._add(_POSTED, 1)  # first: a writer killed in between leaves it high, harmless
             memory[base] = POSTED
-            self._add(_POSTED, 1)
         self._slot = slot
         return ticket
 
@@ -257,6 +265,7 @@ class Mailbox:
             state = self._memory[base]
             mine = _SLOT_HEAD.unpack_from(self._memory, base + _TICKET)[0] == ticket
             if not mine:  # not possible while we hold its lock; run it again, to be safe
+                _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _LIVE + slot)
                 return (RETRY, 0)
             if state == DONE:
                 result = _SLOT_HEAD.unpack_from(self._memory, base + _TICKET)[2]
@@ -299,8 +308,10 @@ class Mailbox:
                 if parameters is None:
                     continue  # left to its writer
                 memory[base] = TAKEN
-                self._add(_POSTED, -1)
                 taken.append(Taken(slot, ticket, parameters))
+            # Counted afresh: a writer killed while changing a slot can leave the count off.
+            left = sum(memory[_slot_base(slot)] == POSTED for slot in range(_SLOTS))
+            _U32.pack_into(memory, _POSTED, left)
         return taken
 
     def finish(self, taken: Sequence[Taken], counts: Sequence[int] | None) -> None:
@@ -371,9 +382,9 @@ class Mailbox:
         state = self._memory[base]
         if state == FREE:
             return
-        if state == POSTED:
-            self._add(_POSTED, -1)
         self._memory[base] = FREE
+        if state == POSTED:  # after: a writer killed in between leaves the count high, harmless
+            self._add(_POSTED, -1)
         # Ours or a dead writer's: unlocking a byte this file description doesn't lock is a no-op.
         _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _LIVE + slot)
 
@@ -442,15 +453,17 @@ def _decode(payload: bytes, width: int) -> list[Any] | None:
 
 
 @dataclass(eq=False)
-class _Local:
-    """A single write of a thread of this process, waiting for its turn."""
+class _Write:
+    """A single write: what runs it, alone or with others, and (waiting) its outcome."""
 
     tag: bytes
     parameters: list[Any]
+    alone: Callable[[], int]
+    together: Together
     outcome: tuple[int, int] | None = None
     """``(DONE, row count)`` once another thread committed it, ``(RETRY, 0)`` if that failed."""
-    alone: bool = False
-    """Not to be taken by another thread: its batch failed once."""
+    solo: bool = False
+    """Its batch failed once: it runs by itself now, and nobody takes it into a batch."""
 
 
 class WriteQueue:
@@ -479,7 +492,7 @@ class WriteQueue:
         self._locked = False
         self._turn = threading.Condition(threading.Lock())
         self._busy = False
-        self._waiting: list[_Local] = []
+        self._waiting: list[_Write] = []
         self._mailbox: Mailbox | None = None
         self._mailbox_opened = False
         self.shared_writes = 0
@@ -541,7 +554,7 @@ class WriteQueue:
         of the same statement, in one transaction (see :data:`Together`). ``tag`` names the
         statement and its durability: only writes with the same tag are run together.
         """
-        mine = _Local(tag, parameters)
+        mine = _Write(tag, parameters, alone, together)
         while True:
             with self._turn:
                 self._waiting.append(mine)
@@ -557,38 +570,27 @@ class WriteQueue:
                     break
             if outcome[0] == DONE:
                 return outcome[1]
-            mine.alone = True  # the batch another thread ran it in failed: run it ourselves
+            mine.solo = True  # the batch another thread ran it in failed
         try:
-            return self._represent(tag, parameters, alone, together)
+            return self._represent(mine)
         finally:
             self._end_turn()
 
-    def _represent(
-        self, tag: bytes, parameters: list[Any], alone: Callable[[], int], together: Together
-    ) -> int:
+    def _represent(self, write: _Write) -> int:
         """Our turn among this process's threads: now take turns with the other processes."""
-        width = len(parameters)
         if not self._open():
-            return self._lead(tag, width, alone, together)
+            return self._lead(write)
         mailbox = self._mailbox
-        if mailbox is None:
+        if mailbox is None or write.solo:
             self._flock(blocking=True)
         elif not self._flock(blocking=False):
-            ticket = mailbox.post(tag, parameters)
+            ticket = mailbox.post(write.tag, write.parameters)
             if ticket is not None:
-                return self._await(mailbox, ticket, tag, width, alone, together)
+                return self._await(mailbox, ticket, write)
             self._flock(blocking=True)
-        return self._lead(tag, width, alone, together)
+        return self._lead(write)
 
-    def _await(
-        self,
-        mailbox: Mailbox,
-        ticket: int,
-        tag: bytes,
-        width: int,
-        alone: Callable[[], int],
-        together: Together,
-    ) -> int:
+    def _await(self, mailbox: Mailbox, ticket: int, write: _Write) -> int:
         """Wait for a leader to run our posted write, or lead ourselves when the queue frees."""
         try:
             while True:
@@ -597,59 +599,56 @@ class WriteQueue:
                     outcome = mailbox.collect(ticket)
                     if outcome is not None and outcome[0] == DONE:
                         return outcome[1]
-                    self._flock(blocking=True)  # the batch failed: run it alone, in turn
-                    return self._lead(tag, width, alone, together)
+                    write.solo = True  # the batch failed: run it by itself, in turn
+                    self._flock(blocking=True)
+                    return self._lead(write)
                 if self._flock(blocking=False):
-                    return self._withdraw(mailbox, ticket, tag, width, alone, together)
+                    return self._withdraw(mailbox, ticket, write)
                 mailbox.wait(bell, _WAIT)
                 if mailbox.bell() == bell:
                     # Not woken: the queue's holder doesn't use the mailbox, or died, or is
                     # slow. Queue in the kernel (still posted: a leader may yet take it).
                     self._flock(blocking=True)
-                    return self._withdraw(mailbox, ticket, tag, width, alone, together)
+                    return self._withdraw(mailbox, ticket, write)
         except BaseException:
             mailbox.abandon(ticket)
             raise
 
-    def _withdraw(
-        self,
-        mailbox: Mailbox,
-        ticket: int,
-        tag: bytes,
-        width: int,
-        alone: Callable[[], int],
-        together: Together,
-    ) -> int:
+    def _withdraw(self, mailbox: Mailbox, ticket: int, write: _Write) -> int:
         """Holding the queue with our write posted: its outcome if a leader ran it, else lead.
 
         A write still taken when we get the queue was taken by a leader that died: it may or
         may not be committed, so we run it again (an upsert: same state either way).
         """
         outcome = mailbox.collect(ticket, withdraw=True)
-        if outcome is None or outcome[0] == RETRY:
-            return self._lead(tag, width, alone, together)
-        self._unflock()
-        return outcome[1]
+        if outcome is not None and outcome[0] == DONE:
+            self._unflock()
+            return outcome[1]
+        write.solo = write.solo or outcome is not None  # RETRY: the batch failed
+        return self._lead(write)
 
-    def _lead(self, tag: bytes, width: int, alone: Callable[[], int], together: Together) -> int:
+    def _lead(self, write: _Write) -> int:
         """Our turn (holding the queue if it is usable): run our write, with the waiting ones
-        of this process's threads and, holding the queue, the posted ones of other processes."""
+        of this process's threads and, holding the queue, the posted ones of other processes
+        (unless ours must run by itself)."""
         mailbox = self._mailbox if self._locked else None
         posted: list[Taken] = []
-        if mailbox is not None:
-            with contextlib.suppress(OSError):  # no lock to be had (ENOLCK): lead without
-                posted = mailbox.take(tag, width)
-        local = self._take_local(tag)
+        local: list[_Write] = []
+        if not write.solo:
+            if mailbox is not None:
+                with contextlib.suppress(OSError):  # no lock to be had (ENOLCK): lead without
+                    posted = mailbox.take(write.tag, len(write.parameters))
+            local = self._take_local(write.tag)
         try:
             if not posted and not local:
-                return alone()
+                return write.alone()
             try:
                 rows = [item.parameters for item in posted]
-                counts = together(rows + [item.parameters for item in local])
+                counts = write.together(rows + [item.parameters for item in local])
             except Exception:
                 failed, posted, local = (posted, local), [], []
-                self._finish(mailbox, *failed, None)  # each runs again alone: its own error
-                return alone()
+                self._finish(mailbox, *failed, None)  # each runs again by itself
+                return write.alone()
             finished, posted, local = (posted, local), [], []
             self._finish(mailbox, *finished, counts[1:])
             self.shared_writes += len(counts) - 1
@@ -659,19 +658,19 @@ class WriteQueue:
                 self._finish(mailbox, posted, local, None)
             self._unflock()
 
-    def _take_local(self, tag: bytes) -> list[_Local]:
+    def _take_local(self, tag: bytes) -> list[_Write]:
         """The waiting writes of this process's other threads that can run with ours."""
         with self._turn:
-            taken = [item for item in self._waiting if item.tag == tag and not item.alone]
+            taken = [item for item in self._waiting if item.tag == tag and not item.solo]
             if taken:
-                self._waiting = [item for item in self._waiting if item not in taken]
+                self._waiting = [item for item in self._waiting if item.tag != tag or item.solo]
         return taken
 
     def _finish(
         self,
         mailbox: Mailbox | None,
         posted: list[Taken],
-        local: list[_Local],
+        local: list[_Write],
         counts: Sequence[int] | None,
     ) -> None:
         """Report a batch's outcome: ``counts`` for ``posted`` then ``local``, or None (it
