@@ -141,6 +141,12 @@ def hold_queue_as(persister: SQLPersister) -> None:
     fcntl.flock(queue._fd, fcntl.LOCK_EX)
 
 
+def open_mailbox(mailbox_path: str) -> Mailbox | None:
+    """Another handle on a database's mailbox, opened as its persisters open it."""
+    database = os.stat(mailbox_path.removesuffix("-mailbox"))
+    return Mailbox.open(mailbox_path, database.st_mode & 0o666, database.st_uid)
+
+
 def count(states: list[int], state: int) -> int:
     return sum(1 for s in states if s == state)
 
@@ -172,7 +178,7 @@ class Store:
 
     def handle(self) -> Mailbox:
         """Another writer's view of the mailbox (a separate open file description)."""
-        mailbox = Mailbox.open(str(self.mailbox_file), 0o600)
+        mailbox = open_mailbox(str(self.mailbox_file))
         assert mailbox is not None, "the mailbox should be usable"
         self.handles.append(mailbox)
         return mailbox
@@ -327,7 +333,7 @@ def test_waiting_write_run_by_a_leader_returns(store: Store) -> None:
 
 def post_and_die(mailbox_path: str, tag: bytes, parameters: list[Any]) -> None:
     """In a child process: post a write, then exit without taking it back."""
-    mailbox = Mailbox.open(mailbox_path, 0o600)
+    mailbox = open_mailbox(mailbox_path)
     ticket = None if mailbox is None else mailbox.post(tag, parameters)
     os._exit(0 if ticket is not None else 3)
 
@@ -495,7 +501,7 @@ def test_mailbox_file_that_is_not_ours_is_left_alone(tmp_path: Path, kind: str) 
         write(persister, "first", Checkpoint("1", 1))
         assert persister._writer._queue is not None
         assert persister._writer._queue._mailbox is None
-        assert Mailbox.open(str(store.mailbox_file), 0o600) is None
+        assert open_mailbox(str(store.mailbox_file)) is None
         with store.holding_queue() as release:  # under contention: it takes turns
             waiting = in_thread(lambda: write(persister, "second", Checkpoint("2", 2)))
             wait_until(lambda: flock_waiters(store.lock_file) == 1, "the write waits in turn")
@@ -737,17 +743,17 @@ def test_threads_whose_batch_failed_each_write_by_themselves(store: Store) -> No
     original = writer._together
     batches: list[int] = []
 
-    def failing_once(statement: Any, rows: list[Any]) -> Any:
-        batches.append(len(rows))
+    def failing_once(statement: Any, ours: list[Any], others: list[Any], keep: Any) -> Any:
+        batches.append(1 + len(others))
         if len(batches) > 1:
-            return original(statement, rows)
+            return original(statement, ours, others, keep)
 
         def fail(connection: Any, cursor: Any) -> list[int]:
             raise sqlite3.OperationalError("injected: the batch fails")
 
         return fail
 
-    writer._together = failing_once  # type: ignore[method-assign]
+    writer._together = failing_once  # type: ignore[method-assign,assignment]
     writes = [(f"t{k}", Checkpoint(str(k), k)) for k in range(THREADS)]
     futures = threads_behind_one(store, persister, writes)
     assert [future.exception() for future in futures] == [None] * THREADS

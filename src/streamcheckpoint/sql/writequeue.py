@@ -53,9 +53,12 @@ import json
 import mmap
 import os
 import platform
+import stat
 import struct
 import sys
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,8 +68,18 @@ if sys.platform != "win32":
 
 __all__ = ["Mailbox", "Taken", "WriteQueue"]
 
-Together = Callable[[list[Sequence[Any]]], list[int]]
-"""Run our write, then these others' (their parameters), in one transaction; row counts."""
+Keep = Callable[[], list[bool]]
+"""Which of the other writes of a batch are still to be run: asked inside its transaction."""
+
+Together = Callable[[list[Sequence[Any]], Keep], list[int | None]]
+"""Run our write and those of the others (their parameters) that ``keep()``, asked once the
+transaction holds the database's write lock, still wants, in one transaction; the row counts,
+ours first (None: not run)."""
+
+_FRESH_NS = 1_000_000_000
+"""A posted write older than this (nanoseconds since its writer last looked at it) is not taken:
+its writer runs it. Live waiters look every ``_WAIT`` at most, so only a write its writer has
+stopped waiting for (it was interrupted twice over) gets that old."""
 
 _WAIT = 0.05
 """How long a waiter sleeps without being woken before it queues in the kernel instead (seconds).
@@ -74,7 +87,7 @@ Only a leader that died, a writer that doesn't use the mailbox, or a commit slow
 leaves it unwoken that long."""
 
 # -- the mailbox file ----------------------------------------------------------------------
-_MAGIC = b"SCKPMBX1"
+_MAGIC = b"SCKPMBX2"
 _SLOTS = 64
 _SLOT_SIZE = 2048
 _HEADER_SIZE = 64
@@ -85,13 +98,15 @@ _NUDGED = 12  # the slot nudged last
 _LAYOUT = 20  # _SLOTS, _SLOT_SIZE: a file of another layout is not used
 # a slot: state byte; its bell (u32), the futex word its writer sleeps on, bumped (under the
 # mailbox lock) to wake it; ticket (u64), statement tag (16 bytes), result (i64), payload
+# length (u32), the CLOCK_MONOTONIC nanoseconds its writer last looked at it (u64), payload
 _BELL = 4
 _TICKET = 8
 _TAG = 16
 _TAG_SIZE = 16
 _RESULT = 32
 _LENGTH = 40
-_PAYLOAD = 48
+_STAMP = 48
+_PAYLOAD = 56
 _MAX_PAYLOAD = _SLOT_SIZE - _PAYLOAD
 # byte-range locks, beyond the file's end: the mailbox lock and one liveness byte per slot
 _MAILBOX_LOCK = 1 << 30
@@ -100,6 +115,7 @@ _LIVE = _MAILBOX_LOCK + 1
 FREE, POSTED, TAKEN, DONE, RETRY = range(5)
 
 _U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
 _SLOT_HEAD = struct.Struct("=Q16sqI")  # ticket, tag, result, length (from _TICKET)
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock on 64-bit Linux: type, whence, start, len, pid
 
@@ -186,20 +202,36 @@ class Mailbox:
         self._address = ctypes.addressof(self._view)
         self._next_ticket = int.from_bytes(os.urandom(8), "little")
         self._slot = 0  # of the one write this mailbox has posted (its queue posts one at a time)
+        self.posted: int | None = None
+        """The ticket of our posted write until we collect or abandon it (set before the write
+        is visible to others, so that whatever interrupts posting can abandon it)."""
 
     @classmethod
-    def open(cls, path: str, mode: int) -> Mailbox | None:
-        """Open (creating it with ``mode``) the mailbox at ``path``; None where it can't be used."""
+    def open(cls, path: str, mode: int, owner: int) -> Mailbox | None:
+        """Open (creating it with ``mode``) the mailbox at ``path``; None where it can't be used.
+
+        An existing file is used only if it is a regular file (not a link) owned by ``owner``
+        whose permissions are no wider than ``mode``: whoever can write the mailbox can hand
+        writes to the leaders, so only those who can write the database may.
+        """
         futex = _futex()
         if futex is None:
             return None
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
         except OSError:
             return None
         try:
-            with _locked(fd):
-                usable = _prepare(fd)
+            info = os.fstat(fd)
+            trusted = (
+                stat.S_ISREG(info.st_mode)
+                and info.st_uid == owner
+                and not info.st_mode & 0o777 & ~mode
+            )
+            usable = False
+            if trusted:
+                with _locked(fd):
+                    usable = _prepare(fd)
             memory = mmap.mmap(fd, _FILE_SIZE) if usable else None
         except (OSError, ValueError):
             memory = None
@@ -237,10 +269,11 @@ class Mailbox:
             base = _slot_base(slot)
             memory = self._memory
             _SLOT_HEAD.pack_into(memory, base + _TICKET, ticket, tag, 0, len(payload))
+            _U64.pack_into(memory, base + _STAMP, time.monotonic_ns())
             memory[base + _PAYLOAD : base + _PAYLOAD + len(payload)] = payload
+            self._slot, self.posted = slot, ticket
             self._add(_POSTED, 1)  # first: a writer killed in between leaves it high, harmless
             memory[base] = POSTED
-        self._slot = slot
         return ticket
 
     def bell(self) -> int:
@@ -250,6 +283,10 @@ class Mailbox:
     def state(self) -> int:
         """Our slot's state, read without the lock: a hint, for skipping a locked look."""
         return self._memory[_slot_base(self._slot)]
+
+    def refresh(self) -> None:
+        """Say we are still waiting for our posted write (see ``_FRESH_NS``)."""
+        _U64.pack_into(self._memory, _slot_base(self._slot) + _STAMP, time.monotonic_ns())
 
     def wait(self, bell: int, timeout: float) -> None:
         """Sleep until our slot's bell rings after ``bell`` (at once if it has rung since)."""
@@ -266,16 +303,20 @@ class Mailbox:
             mine = _SLOT_HEAD.unpack_from(self._memory, base + _TICKET)[0] == ticket
             if not mine:  # not possible while we hold its lock; run it again, to be safe
                 _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _LIVE + slot)
+                self.posted = None
                 return (RETRY, 0)
             if state == DONE:
                 result = _SLOT_HEAD.unpack_from(self._memory, base + _TICKET)[2]
                 self._free(slot)
+                self.posted = None
                 return (DONE, int(result))
             if state == RETRY:
                 self._free(slot)
+                self.posted = None
                 return (RETRY, 0)
             if withdraw:
                 self._free(slot)
+                self.posted = None
             return None
 
     def abandon(self, ticket: int) -> None:
@@ -284,6 +325,8 @@ class Mailbox:
             base = _slot_base(self._slot)
             if _SLOT_HEAD.unpack_from(self._memory, base + _TICKET)[0] == ticket:
                 self._free(self._slot)
+            if self.posted == ticket:
+                self.posted = None
 
     # -- the leader --------------------------------------------------------------------------
 
@@ -293,6 +336,7 @@ class Mailbox:
             return []
         taken: list[Taken] = []
         memory = self._memory
+        now = time.monotonic_ns()
         with _locked(self._fd):
             for slot in range(_SLOTS):
                 base = _slot_base(slot)
@@ -302,7 +346,7 @@ class Mailbox:
                     self._free(slot)  # its writer died before anyone ran it: never run it
                     continue
                 ticket, slot_tag, _, length = _SLOT_HEAD.unpack_from(memory, base + _TICKET)
-                if slot_tag != tag:
+                if slot_tag != tag or now - _U64.unpack_from(memory, base + _STAMP)[0] > _FRESH_NS:
                     continue
                 parameters = _decode(memory[base + _PAYLOAD : base + _PAYLOAD + length], width)
                 if parameters is None:
@@ -314,9 +358,23 @@ class Mailbox:
             _U32.pack_into(memory, _POSTED, left)
         return taken
 
-    def finish(self, taken: Sequence[Taken], counts: Sequence[int] | None) -> None:
-        """Mark taken writes done with their row counts, or (``counts`` None) to be retried,
-        and wake their writers."""
+    def still_taken(self, taken: Sequence[Taken]) -> list[bool]:
+        """Which of the writes we took are still ours to run: not given up by their writers,
+        whose processes are alive. Asked once the batch holds the database's write lock, so
+        that nothing (a reset, say) can come between this answer and the commit."""
+        memory = self._memory
+        with _locked(self._fd):
+            return [
+                memory[_slot_base(item.slot)] == TAKEN
+                and _SLOT_HEAD.unpack_from(memory, _slot_base(item.slot) + _TICKET)[0]
+                == item.ticket
+                and self._alive(item.slot)
+                for item in taken
+            ]
+
+    def finish(self, taken: Sequence[Taken], counts: Sequence[int | None] | None) -> None:
+        """Mark taken writes done with their row counts, or to be retried (``counts`` None, or
+        a count None: not run), and wake their writers."""
         memory = self._memory
         ring: list[int] = []
         with _locked(self._fd):
@@ -325,10 +383,11 @@ class Mailbox:
                 head = _SLOT_HEAD.unpack_from(memory, base + _TICKET)
                 if memory[base] != TAKEN or head[0] != item.ticket:
                     continue  # its writer gave up on it
-                if counts is None:
+                result = None if counts is None else counts[index]
+                if result is None:
                     memory[base] = RETRY
                 else:
-                    struct.pack_into("=q", memory, base + _RESULT, counts[index])
+                    struct.pack_into("=q", memory, base + _RESULT, result)
                     memory[base] = DONE
                 ring.append(self._ring(item.slot))
         for address in ring:
@@ -397,7 +456,7 @@ class Mailbox:
         return int(_U32.unpack_from(self._memory, field)[0])
 
     def _add(self, field: int, delta: int) -> None:
-        _U32.pack_into(self._memory, field, max(0, self._read(field) + delta))
+        _U32.pack_into(self._memory, field, min(max(0, self._read(field) + delta), _SLOTS))
 
 
 @contextlib.contextmanager
@@ -466,6 +525,25 @@ class _Write:
     """Its batch failed once: it runs by itself now, and nobody takes it into a batch."""
 
 
+_QUEUES: weakref.WeakSet[WriteQueue] = weakref.WeakSet()
+"""Every open queue, for :func:`_forget_after_fork`."""
+
+
+def _forget_after_fork() -> None:
+    """In a child made by ``fork``: drop the copies of every queue's files.
+
+    Locks belong to open file descriptions, which a fork shares: a child keeping its parent's
+    would keep the parent's queue held, or its posted write looking alive, after the parent
+    died. The child opens its own when it writes.
+    """
+    for queue in list(_QUEUES):
+        queue._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 class WriteQueue:
     """Makes the writers of one SQLite file take turns, and commit each other's single writes.
 
@@ -498,6 +576,21 @@ class WriteQueue:
         self.shared_writes = 0
         """How many writes of other threads or processes this queue's leaders committed with
         their own (for tests and benchmarks)."""
+        _QUEUES.add(self)
+
+    def _forget(self) -> None:
+        """Drop the inherited files and turn without closing what the parent still uses."""
+        fd, self._fd = self._fd, None
+        mailbox, self._mailbox = self._mailbox, None
+        self._mailbox_opened = self._locked = self._busy = False
+        self._turn = threading.Condition(threading.Lock())
+        self._waiting = []
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # the parent's lock stays: its own descriptor still holds it
+        if mailbox is not None:
+            with contextlib.suppress(OSError):
+                mailbox.close()
 
     # -- taking turns ---------------------------------------------------------------------
 
@@ -508,6 +601,7 @@ class WriteQueue:
             if self._open():
                 self._flock(blocking=True)
         except BaseException:
+            self._unflock()
             self._end_turn()
             raise
 
@@ -562,7 +656,7 @@ class WriteQueue:
                     while self._busy and mine.outcome is None:
                         self._turn.wait()
                 finally:
-                    if mine.outcome is None:
+                    if mine in self._waiting:  # not taken by another thread meanwhile
                         self._waiting.remove(mine)
                 outcome, mine.outcome = mine.outcome, None
                 if outcome is None:
@@ -574,6 +668,7 @@ class WriteQueue:
         try:
             return self._represent(mine)
         finally:
+            self._unflock()  # if something interrupted us holding it
             self._end_turn()
 
     def _represent(self, write: _Write) -> int:
@@ -584,35 +679,41 @@ class WriteQueue:
         if mailbox is None or write.solo:
             self._flock(blocking=True)
         elif not self._flock(blocking=False):
-            ticket = mailbox.post(write.tag, write.parameters)
-            if ticket is not None:
-                return self._await(mailbox, ticket, write)
+            try:
+                ticket = mailbox.post(write.tag, write.parameters)
+                if ticket is not None:
+                    return self._await(mailbox, ticket, write)
+            except BaseException:
+                posted = mailbox.posted
+                if posted is not None:  # never leave it for a leader to run after we gave up
+                    mailbox.abandon(posted)
+                raise
             self._flock(blocking=True)
         return self._lead(write)
 
     def _await(self, mailbox: Mailbox, ticket: int, write: _Write) -> int:
-        """Wait for a leader to run our posted write, or lead ourselves when the queue frees."""
-        try:
-            while True:
-                bell = mailbox.bell()
-                if mailbox.state() in (DONE, RETRY):
-                    outcome = mailbox.collect(ticket)
-                    if outcome is not None and outcome[0] == DONE:
-                        return outcome[1]
-                    write.solo = True  # the batch failed: run it by itself, in turn
-                    self._flock(blocking=True)
-                    return self._lead(write)
-                if self._flock(blocking=False):
-                    return self._withdraw(mailbox, ticket, write)
-                mailbox.wait(bell, _WAIT)
-                if mailbox.bell() == bell:
-                    # Not woken: the queue's holder doesn't use the mailbox, or died, or is
-                    # slow. Queue in the kernel (still posted: a leader may yet take it).
-                    self._flock(blocking=True)
-                    return self._withdraw(mailbox, ticket, write)
-        except BaseException:
-            mailbox.abandon(ticket)
-            raise
+        """Wait for a leader to run our posted write, or lead ourselves when the queue frees.
+
+        Whatever interrupts this, the caller abandons the posted write.
+        """
+        while True:
+            bell = mailbox.bell()
+            mailbox.refresh()
+            if mailbox.state() in (DONE, RETRY):
+                outcome = mailbox.collect(ticket)
+                if outcome is not None and outcome[0] == DONE:
+                    return outcome[1]
+                write.solo = True  # the batch failed: run it by itself, in turn
+                self._flock(blocking=True)
+                return self._lead(write)
+            if self._flock(blocking=False):
+                return self._withdraw(mailbox, ticket, write)
+            mailbox.wait(bell, _WAIT)
+            if mailbox.bell() == bell:
+                # Not woken: the queue's holder doesn't use the mailbox, or died, or is slow.
+                # Queue in the kernel (still posted: a leader may yet take it).
+                self._flock(blocking=True)
+                return self._withdraw(mailbox, ticket, write)
 
     def _withdraw(self, mailbox: Mailbox, ticket: int, write: _Write) -> int:
         """Holding the queue with our write posted: its outcome if a leader ran it, else lead.
@@ -642,17 +743,25 @@ class WriteQueue:
         try:
             if not posted and not local:
                 return write.alone()
+            checked = posted
+
+            def keep() -> list[bool]:
+                alive = mailbox.still_taken(checked) if mailbox is not None and checked else []
+                return alive + [True] * len(local)
+
             try:
                 rows = [item.parameters for item in posted]
-                counts = write.together(rows + [item.parameters for item in local])
+                counts = write.together(rows + [item.parameters for item in local], keep)
             except Exception:
                 failed, posted, local = (posted, local), [], []
                 self._finish(mailbox, *failed, None)  # each runs again by itself
                 return write.alone()
             finished, posted, local = (posted, local), [], []
             self._finish(mailbox, *finished, counts[1:])
-            self.shared_writes += len(counts) - 1
-            return counts[0]
+            self.shared_writes += sum(count is not None for count in counts[1:])
+            own = counts[0]
+            assert own is not None, "our own write always runs"
+            return own
         finally:
             if posted or local:  # interrupted: their writers run them again
                 self._finish(mailbox, posted, local, None)
@@ -671,17 +780,18 @@ class WriteQueue:
         mailbox: Mailbox | None,
         posted: list[Taken],
         local: list[_Write],
-        counts: Sequence[int] | None,
+        counts: Sequence[int | None] | None,
     ) -> None:
         """Report a batch's outcome: ``counts`` for ``posted`` then ``local``, or None (it
-        failed: each runs again by itself)."""
+        failed: each runs again by itself; so does a write whose count is None)."""
         if posted and mailbox is not None:
             with contextlib.suppress(OSError):  # unreported: their writers run them again
                 mailbox.finish(posted, None if counts is None else counts[: len(posted)])
         if local:
             with self._turn:
                 for index, item in enumerate(local, start=len(posted)):
-                    item.outcome = (RETRY, 0) if counts is None else (DONE, counts[index])
+                    result = None if counts is None else counts[index]
+                    item.outcome = (RETRY, 0) if result is None else (DONE, result)
                 self._turn.notify_all()
 
     # -- the lock file ------------------------------------------------------------------------
@@ -701,11 +811,11 @@ class WriteQueue:
                 return False
         if not self._mailbox_opened:
             self._mailbox_opened = True
-            try:
-                mode = os.stat(self._database).st_mode & 0o666
-            except OSError:
-                mode = 0o600
-            self._mailbox = Mailbox.open(self._database + "-mailbox", mode)
+            with contextlib.suppress(OSError):
+                database = os.stat(self._database)
+                self._mailbox = Mailbox.open(
+                    self._database + "-mailbox", database.st_mode & 0o666, database.st_uid
+                )
         return True
 
     def _flock(self, *, blocking: bool) -> bool:
@@ -716,14 +826,16 @@ class WriteQueue:
         fd = self._fd
         if fd is None:
             return True
+        self._locked = True  # first: an interruption right after the call still unlocks it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self._locked = False
             return False
         except OSError:
+            self._locked = False
             self._usable = False
             return True
-        self._locked = True
         return True
 
     def _unflock(self) -> None:
