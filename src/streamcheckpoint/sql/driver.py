@@ -232,7 +232,9 @@ class Writer:
         tag = self._group_tags.get(statement.sql)
         if tag is None:
             durability = self._run(
-                lambda connection, cursor: cursor.execute(WriteQueue.durability_query).fetchall()
+                lambda connection, cursor: [
+                    cursor.execute(query).fetchall() for query in WriteQueue.durability_queries
+                ]
             )
             text = f"{durability!r}\0{statement.sql}"
             tag = self._group_tags[statement.sql] = hashlib.sha256(text.encode()).digest()[:16]

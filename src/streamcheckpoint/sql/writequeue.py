@@ -10,33 +10,39 @@ instead and are woken the moment it is released.
 of a write's time is somebody else's fsync. So a single write that finds the queue taken posts
 itself in a mailbox shared by the file's writers, ``<database>-mailbox`` (memory-mapped), and
 sleeps on a futex in it. The next writer to hold the queue (the leader) takes the posted writes
-that run the same statement with the same durability (``PRAGMA synchronous``), runs them after
-its own in one transaction, and commits them with one fsync. It then marks each one done with
-its row count and wakes the sleepers, who return. A waiter returns only after the leader's
-commit, so a write that returned is as durable as one its own process committed.
+that run the same statement with the same durability (``PRAGMA synchronous`` and the journal
+mode), runs them after its own in one transaction, and commits them with one fsync. It then
+marks each one done with its row count and wakes the sleepers, who return. A waiter returns
+only after the leader's commit, so a write that returned is as durable as one its own process
+committed.
 
 What keeps that correct when processes die:
 
-* A posted write is run only while its writer is alive: the writer holds a lock (an open file
-  description lock, ``F_OFD_SETLK``) on its slot's byte while the slot is its own, and the
-  leader checks it. The kernel drops the lock of a dead process, so a write whose writer died
-  before the leader took it is thrown away, never committed later.
+* A posted write is run only while its writer is alive and waiting: the writer holds a lock
+  (an open file description lock, ``F_OFD_SETLK``) on its slot's byte while the slot is its
+  own, and the leader checks it when it takes the write and again once its transaction holds
+  SQLite's write lock, so nothing (a reset, say) can come between that check and the commit.
+  The kernel drops the lock of a dead process, so a write whose writer died first is thrown
+  away, never committed later. A writer interrupted while waiting takes its write back; one
+  that has stopped looking at its write for a second is not taken (``_FRESH_NS``).
 * A leader that dies drops the queue's ``flock``. A waiter that then gets the queue and finds
   its write still taken runs it again itself: it may or may not have been committed, and a
   write is an upsert, so running it twice leaves what running it once would have.
 * A batch that fails (any error) is rolled back; every write in it is run again by its own
   writer, by itself (nobody takes it into a batch again), so each gets its own error.
-* An interrupted waiter takes its write back; if a leader had already taken it, it may or
-  may not be stored (as for any interrupted write), but it is never stored later than the
-  leader's current transaction.
+* An interrupted waiter takes its write back; if the leader has already checked it inside
+  its transaction, it may or may not be stored (as for any interrupted write), but it is never
+  stored later than that transaction.
+* The mailbox is used only if it is a regular file owned by the database's owner and no more
+  widely writable than the database: whoever can write it can hand writes to leaders.
 
 The threads of one process do the same among themselves, in memory and on every platform: a
 single write that finds another thread of its process writing waits for it, and that thread, if
 it leads, commits the waiting writes with its own.
 
-Known limit: the locks belong to open file descriptions, which a plain ``fork`` shares with the
-child; a child that goes on using its parent's persister after the parent died keeps the
-parent's posted write looking alive. Open persisters after forking, as for any database handle.
+Locks belong to open file descriptions, which a plain ``fork`` shares with the child: a child
+keeping them would keep its dead parent's queue held, or its posted write looking alive. So a
+child drops its copies of every queue's files when it starts (``os.register_at_fork``).
 
 Everything else -- a writer that doesn't use the mailbox (another program, an older
 streamcheckpoint, ``write_many``), an unusable mailbox (no futex, a full mailbox, a file that
@@ -558,7 +564,7 @@ class WriteQueue:
     commit among threads, on every platform.
     """
 
-    durability_query = "PRAGMA synchronous"
+    durability_queries = ("PRAGMA synchronous", "PRAGMA journal_mode")
     """What a connection's durability is: writes are committed together only if it matches."""
 
     def __init__(self, database: str) -> None:
