@@ -29,7 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..errors import PersistError
 from .dialects import Dialect
-from .writequeue import Keep, WriteQueue
+from .writequeue import Collect, WriteQueue
 
 __all__ = ["CommitCheck", "CompiledStatement", "WriteQueue", "Writer"]
 
@@ -193,32 +193,25 @@ class Writer:
                 self._group_tag(statement),
                 parameters,
                 lambda: self._run(run),
-                lambda others, keep: self._run(self._together(statement, parameters, others, keep)),
+                lambda collect: self._run(self._together(statement, parameters, collect)),
             )
         return self._write(run)
 
     def _together(
-        self,
-        statement: CompiledStatement,
-        ours: Sequence[Any],
-        others: list[Sequence[Any]],
-        keep: Keep,
-    ) -> Work[list[int | None]]:
-        """Work that runs ``statement`` for ``ours``, then for each of ``others`` that
-        ``keep()`` still wants once the transaction holds the write lock, in one transaction
-        (the group commit of a :class:`.WriteQueue`); it returns the row counts (None: not run)."""
+        self, statement: CompiledStatement, ours: Sequence[Any], collect: Collect
+    ) -> Work[list[int]]:
+        """Work that runs ``statement`` for ``ours``, then for each of the others ``collect()``
+        gives once the transaction holds the write lock, in one transaction (the group commit
+        of a :class:`.WriteQueue`); it returns their row counts, ours first."""
 
-        def run(connection: DBAPIConnection, cursor: DBAPICursor) -> list[int | None]:
-            counts: list[int | None] = []
+        def run(connection: DBAPIConnection, cursor: DBAPICursor) -> list[int]:
+            counts: list[int] = []
 
             def each(connection: DBAPIConnection, cursor: DBAPICursor) -> int:
-                wanted = keep()
-                cursor.execute(statement.sql, ours)
-                counts.append(int(cursor.rowcount))
-                for row, run_it in zip(others, wanted, strict=True):
-                    if run_it:
-                        cursor.execute(statement.sql, row)
-                    counts.append(int(cursor.rowcount) if run_it else None)
+                others = collect()
+                for row in (ours, *others):
+                    cursor.execute(statement.sql, row)
+                    counts.append(int(cursor.rowcount))
                 return len(counts)
 
             self._transaction(connection, cursor, each, _always)

@@ -66,7 +66,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 if sys.platform != "win32":
@@ -74,13 +74,14 @@ if sys.platform != "win32":
 
 __all__ = ["Mailbox", "Taken", "WriteQueue"]
 
-Keep = Callable[[], list[bool]]
-"""Which of the other writes of a batch are still to be run: asked inside its transaction."""
+Collect = Callable[[], list[Sequence[Any]]]
+"""The other writes of a batch (their parameters): asked once its transaction holds the
+database's write lock, so that nothing (a reset, say) can come between taking them and the
+commit. Asked again if the transaction is run again, it answers the same."""
 
-Together = Callable[[list[Sequence[Any]], Keep], list[int | None]]
-"""Run our write and those of the others (their parameters) that ``keep()``, asked once the
-transaction holds the database's write lock, still wants, in one transaction; the row counts,
-ours first (None: not run)."""
+Together = Callable[[Collect], list[int]]
+"""Run our write and the others ``collect()`` gives in one transaction; the row counts, ours
+first."""
 
 _FRESH_NS = 1_000_000_000
 """A posted write older than this (nanoseconds since its writer last looked at it) is not taken:
@@ -336,6 +337,10 @@ class Mailbox:
 
     # -- the leader --------------------------------------------------------------------------
 
+    def any_posted(self) -> bool:
+        """Whether writes may be posted (read without the lock: a hint)."""
+        return bool(self._read(_POSTED))
+
     def take(self, tag: bytes, width: int) -> list[Taken]:
         """Take the posted writes of live writers with statement ``tag`` (``width`` values)."""
         if not self._read(_POSTED):
@@ -344,10 +349,8 @@ class Mailbox:
         memory = self._memory
         now = time.monotonic_ns()
         with _locked(self._fd):
-            for slot in range(_SLOTS):
+            for slot in _slots_in(self._states(), POSTED):
                 base = _slot_base(slot)
-                if memory[base] != POSTED:
-                    continue
                 if not self._alive(slot):
                     self._free(slot)  # its writer died before anyone ran it: never run it
                     continue
@@ -360,27 +363,12 @@ class Mailbox:
                 memory[base] = TAKEN
                 taken.append(Taken(slot, ticket, parameters))
             # Counted afresh: a writer killed while changing a slot can leave the count off.
-            left = sum(memory[_slot_base(slot)] == POSTED for slot in range(_SLOTS))
-            _U32.pack_into(memory, _POSTED, left)
+            _U32.pack_into(memory, _POSTED, self._states().count(POSTED))
         return taken
 
-    def still_taken(self, taken: Sequence[Taken]) -> list[bool]:
-        """Which of the writes we took are still ours to run: not given up by their writers,
-        whose processes are alive. Asked once the batch holds the database's write lock, so
-        that nothing (a reset, say) can come between this answer and the commit."""
-        memory = self._memory
-        with _locked(self._fd):
-            return [
-                memory[_slot_base(item.slot)] == TAKEN
-                and _SLOT_HEAD.unpack_from(memory, _slot_base(item.slot) + _TICKET)[0]
-                == item.ticket
-                and self._alive(item.slot)
-                for item in taken
-            ]
-
-    def finish(self, taken: Sequence[Taken], counts: Sequence[int | None] | None) -> None:
-        """Mark taken writes done with their row counts, or to be retried (``counts`` None, or
-        a count None: not run), and wake their writers."""
+    def finish(self, taken: Sequence[Taken], counts: Sequence[int] | None) -> None:
+        """Mark taken writes done with their row counts, or (``counts`` None) to be retried,
+        and wake their writers."""
         memory = self._memory
         ring: list[int] = []
         with _locked(self._fd):
@@ -389,11 +377,10 @@ class Mailbox:
                 head = _SLOT_HEAD.unpack_from(memory, base + _TICKET)
                 if memory[base] != TAKEN or head[0] != item.ticket:
                     continue  # its writer gave up on it
-                result = None if counts is None else counts[index]
-                if result is None:
+                if counts is None:
                     memory[base] = RETRY
                 else:
-                    struct.pack_into("=q", memory, base + _RESULT, result)
+                    struct.pack_into("=q", memory, base + _RESULT, counts[index])
                     memory[base] = DONE
                 ring.append(self._ring(item.slot))
         for address in ring:
@@ -426,16 +413,19 @@ class Mailbox:
     def states(self) -> list[int]:
         """Every slot's state (FREE, POSTED, TAKEN, DONE, RETRY), for diagnostics and tests."""
         with _locked(self._fd):
-            return [self._memory[_slot_base(slot)] for slot in range(_SLOTS)]
+            return list(self._states())
+
+    def _states(self) -> bytes:
+        """Every slot's state byte, in one copy."""
+        return self._memory[_HEADER_SIZE:_FILE_SIZE:_SLOT_SIZE]
 
     # -- slots ------------------------------------------------------------------------------
 
     def _free_slot(self) -> int | None:
         """A free slot; slots of writers that died are freed when none is."""
-        memory = self._memory
-        for slot in range(_SLOTS):
-            if memory[_slot_base(slot)] == FREE:
-                return slot
+        slot = self._states().find(FREE)
+        if slot >= 0:
+            return slot
         for slot in range(_SLOTS):
             if not self._alive(slot):
                 self._free(slot)
@@ -495,6 +485,10 @@ def _slot_base(slot: int) -> int:
     return _HEADER_SIZE + slot * _SLOT_SIZE
 
 
+def _slots_in(states: bytes, state: int) -> list[int]:
+    return [slot for slot, value in enumerate(states) if value == state]
+
+
 def _encode(parameters: Sequence[Any]) -> bytes | None:
     try:
         payload = json.dumps(list(parameters), ensure_ascii=False, allow_nan=False).encode()
@@ -529,6 +523,33 @@ class _Write:
     """``(DONE, row count)`` once another thread committed it, ``(RETRY, 0)`` if that failed."""
     solo: bool = False
     """Its batch failed once: it runs by itself now, and nobody takes it into a batch."""
+
+
+@dataclass
+class _Batch:
+    """The other writes a leader took into its transaction."""
+
+    posted: list[Taken] = field(default_factory=list)
+    local: list[_Write] = field(default_factory=list)
+    rows: list[Sequence[Any]] | None = None
+
+    def take(self, queue: WriteQueue, mailbox: Mailbox | None, write: _Write) -> None:
+        """Take the posted writes of other processes and the waiting ones of our threads."""
+        if mailbox is not None:
+            with contextlib.suppress(OSError):  # no lock to be had (ENOLCK): lead without
+                self.posted = mailbox.take(write.tag, len(write.parameters))
+        self.local = queue._take_local(write.tag)
+        rows: list[Sequence[Any]] = [item.parameters for item in self.posted]
+        self.rows = rows + [item.parameters for item in self.local]
+
+    def finish(
+        self, queue: WriteQueue, mailbox: Mailbox | None, counts: Sequence[int] | None
+    ) -> None:
+        """Report the outcome (``counts``, or None: each runs again by itself), once."""
+        posted, local = self.posted, self.local
+        self.posted, self.local = [], []
+        if posted or local:
+            queue._finish(mailbox, posted, local, counts)
 
 
 _QUEUES: weakref.WeakSet[WriteQueue] = weakref.WeakSet()
@@ -739,39 +760,31 @@ class WriteQueue:
         of this process's threads and, holding the queue, the posted ones of other processes
         (unless ours must run by itself)."""
         mailbox = self._mailbox if self._locked else None
-        posted: list[Taken] = []
-        local: list[_Write] = []
-        if not write.solo:
-            if mailbox is not None:
-                with contextlib.suppress(OSError):  # no lock to be had (ENOLCK): lead without
-                    posted = mailbox.take(write.tag, len(write.parameters))
-            local = self._take_local(write.tag)
+        batch = _Batch()
         try:
-            if not posted and not local:
+            if write.solo or not self._others_wait(mailbox):
                 return write.alone()
-            checked = posted
 
-            def keep() -> list[bool]:
-                alive = mailbox.still_taken(checked) if mailbox is not None and checked else []
-                return alive + [True] * len(local)
+            def collect() -> list[Sequence[Any]]:
+                if batch.rows is None:
+                    batch.take(self, mailbox, write)
+                return batch.rows or []
 
             try:
-                rows = [item.parameters for item in posted]
-                counts = write.together(rows + [item.parameters for item in local], keep)
+                counts = write.together(collect)
             except Exception:
-                failed, posted, local = (posted, local), [], []
-                self._finish(mailbox, *failed, None)  # each runs again by itself
+                batch.finish(self, mailbox, None)  # each runs again by itself
                 return write.alone()
-            finished, posted, local = (posted, local), [], []
-            self._finish(mailbox, *finished, counts[1:])
-            self.shared_writes += sum(count is not None for count in counts[1:])
-            own = counts[0]
-            assert own is not None, "our own write always runs"
-            return own
+            batch.finish(self, mailbox, counts[1:])
+            self.shared_writes += len(counts) - 1
+            return counts[0]
         finally:
-            if posted or local:  # interrupted: their writers run them again
-                self._finish(mailbox, posted, local, None)
+            batch.finish(self, mailbox, None)  # if interrupted: their writers run them again
             self._unflock()
+
+    def _others_wait(self, mailbox: Mailbox | None) -> bool:
+        """Whether writes of other threads or processes may be waiting (read without locks)."""
+        return bool(self._waiting) or (mailbox is not None and mailbox.any_posted())
 
     def _take_local(self, tag: bytes) -> list[_Write]:
         """The waiting writes of this process's other threads that can run with ours."""
@@ -786,18 +799,17 @@ class WriteQueue:
         mailbox: Mailbox | None,
         posted: list[Taken],
         local: list[_Write],
-        counts: Sequence[int | None] | None,
+        counts: Sequence[int] | None,
     ) -> None:
         """Report a batch's outcome: ``counts`` for ``posted`` then ``local``, or None (it
-        failed: each runs again by itself; so does a write whose count is None)."""
+        failed: each runs again by itself)."""
         if posted and mailbox is not None:
             with contextlib.suppress(OSError):  # unreported: their writers run them again
                 mailbox.finish(posted, None if counts is None else counts[: len(posted)])
         if local:
             with self._turn:
                 for index, item in enumerate(local, start=len(posted)):
-                    result = None if counts is None else counts[index]
-                    item.outcome = (RETRY, 0) if result is None else (DONE, result)
+                    item.outcome = (RETRY, 0) if counts is None else (DONE, counts[index])
                 self._turn.notify_all()
 
     # -- the lock file ------------------------------------------------------------------------
