@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import mmap
 import os
@@ -107,11 +108,8 @@ _LAYOUT = 20  # _SLOTS, _SLOT_SIZE: a file of another layout is not used
 # mailbox lock) to wake it; ticket (u64), statement tag (16 bytes), result (i64), payload
 # length (u32), the CLOCK_MONOTONIC nanoseconds its writer last looked at it (u64), payload
 _BELL = 4
-_TICKET = 8
-_TAG = 16
-_TAG_SIZE = 16
+_TICKET = 8  # then tag at 16, result at 32, length at 40: _SLOT_HEAD
 _RESULT = 32
-_LENGTH = 40
 _STAMP = 48
 _PAYLOAD = 56
 _MAX_PAYLOAD = _SLOT_SIZE - _PAYLOAD
@@ -168,6 +166,7 @@ class _Futex:
         )
 
 
+@functools.cache
 def _futex() -> _Futex | None:
     """The futex calls, where this platform has them (Linux on x86-64 and ARM64)."""
     number = _FUTEX_SYSCALL.get(platform.machine())
