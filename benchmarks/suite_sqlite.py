@@ -101,7 +101,10 @@ def _run(ctx: Context, plan: Plan, synchronous: str, loop: asyncio.AbstractEvent
     )
 
     if durable:
-        _concurrent_writes(ctx, section, raw, ours, aio, loop)
+        wide = open_async(
+            ctx, loop, AsyncSQLPersister(sqlite_url(directory / "async16.db"), max_workers=16)
+        )
+        _concurrent_writes(ctx, section, raw, ours, (aio, wide), loop)
 
     def raw_many(i: int) -> None:
         rows = sqlite_rows(plan.batches[i])
@@ -188,10 +191,11 @@ def _concurrent_writes(
     section: Section,
     raw: sqlite3.Connection,
     ours: SQLPersister,
-    aio: AsyncSQLPersister,
+    aio: tuple[AsyncSQLPersister, AsyncSQLPersister],
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    """32 writes made at once by one process: 8 threads, or 32 tasks, against one writer.
+    """32 writes made at once by one process: 8 threads, or 32 tasks (on 4 worker threads, the
+    default, and on 16), against one writer.
 
     Group commit among threads makes a waiting thread's write part of the transaction of the
     thread ahead of it, so the ratio is below 1 when that pays.
@@ -216,8 +220,10 @@ def _concurrent_writes(
     def threads(i: int) -> None:
         list(pool.map(write, items(i)))
 
-    async def tasks(i: int) -> None:
-        await asyncio.gather(*(aio.write(*key, cp) for key, cp in items(i)))
+    async def tasks(persister: AsyncSQLPersister, i: int) -> None:
+        await asyncio.gather(*(persister.write(*key, cp) for key, cp in items(i)))
+
+    default, wide = aio
 
     compare(
         ctx,
@@ -226,8 +232,17 @@ def _concurrent_writes(
         {
             "raw sqlite3, one writer, one after another (floor)": raw_writes,
             "SQLPersister, 8 threads": threads,
-            "AsyncSQLPersister, asyncio.gather": lambda i: loop.run_until_complete(tasks(i)),
+            "AsyncSQLPersister, asyncio.gather": lambda i: loop.run_until_complete(
+                tasks(default, i)
+            ),
+            "AsyncSQLPersister(max_workers=16), asyncio.gather": lambda i: loop.run_until_complete(
+                tasks(wide, i)
+            ),
         },
         calls=max(5, ctx.settings.writes // CONCURRENT),
-        targets={"SQLPersister, 8 threads": None, "AsyncSQLPersister, asyncio.gather": None},
+        targets={
+            "SQLPersister, 8 threads": None,
+            "AsyncSQLPersister, asyncio.gather": None,
+            "AsyncSQLPersister(max_workers=16), asyncio.gather": None,
+        },
     )
