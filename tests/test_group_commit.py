@@ -1122,3 +1122,41 @@ def test_thread_interrupted_while_another_thread_runs_its_write_gets_keyboard_in
     assert waiting_threads(persister) == 0
     write(persister, "after", Checkpoint("3", 3))  # the persister is not left busy
     assert stored(store.database, "after") == ("3", 3)
+
+
+# -- 13. without futexes (other platforms) -----------------------------------------------------
+
+
+def test_without_futexes_threads_still_commit_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the mailbox can't work (no futex: macOS, other CPUs), no mailbox file is made,
+    writes take turns in ``flock``, and the threads of one process still share a transaction."""
+    monkeypatch.setattr(writequeue, "_futex", lambda: None)
+    store = Store(tmp_path / "checkpoints.db")
+    try:
+        persister = store.open()
+        write(persister, "warm-up", Checkpoint("0", 0))
+        queue = persister._writer._queue
+        assert queue is not None
+        assert queue._mailbox is None
+        assert not store.mailbox_file.exists()
+        writes = [(f"t{k}", Checkpoint(str(k), k)) for k in range(THREADS)]
+
+        def start(partition: str, checkpoint: Checkpoint) -> Future[None]:
+            return in_thread(lambda: write(persister, partition, checkpoint))
+
+        with store.holding_queue():
+            futures = [start(*writes[0])]
+            wait_until(lambda: flock_waiters(store.lock_file) == 1, "the first write queues")
+            futures += [start(*item) for item in writes[1:]]
+            wait_until(lambda: waiting_threads(persister) == THREADS - 1, "the others wait")
+        assert [future.exception(timeout=DEADLINE) for future in futures] == [None] * THREADS
+        assert shared_writes(persister) == THREADS - 1
+        for partition, checkpoint in writes:
+            assert stored(store.database, partition) == (
+                checkpoint.offset,
+                checkpoint.sequence_number,
+            )
+    finally:
+        store.close_all()
