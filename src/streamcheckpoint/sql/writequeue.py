@@ -772,6 +772,8 @@ class WriteQueue:
             try:
                 counts = write.together(collect)
             except Exception:
+                if not batch.rows:
+                    raise  # nobody else's write was in it: the error is ours
                 batch.finish(self, mailbox, None)  # each runs again by itself
                 return write.alone()
             batch.finish(self, mailbox, counts[1:])
