@@ -596,6 +596,7 @@ class WriteQueue:
         self._locked = False
         self._turn = threading.Condition(threading.Lock())
         self._busy = False
+        self._sleeping = 0  # threads waiting on _turn
         self._waiting: list[_Write] = []
         self._mailbox: Mailbox | None = None
         self._mailbox_opened = False
@@ -610,6 +611,7 @@ class WriteQueue:
         mailbox, self._mailbox = self._mailbox, None
         self._mailbox_opened = self._locked = self._busy = False
         self._turn = threading.Condition(threading.Lock())
+        self._sleeping = 0
         self._waiting = []
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -655,13 +657,22 @@ class WriteQueue:
     def _take_turn(self) -> None:
         with self._turn:
             while self._busy:
-                self._turn.wait()
+                self._sleep()
             self._busy = True
 
     def _end_turn(self) -> None:
         with self._turn:
             self._busy = False
-            self._turn.notify_all()
+            if self._sleeping:
+                self._turn.notify_all()
+
+    def _sleep(self) -> None:
+        """Wait for the turn to change (holding ``_turn``)."""
+        self._sleeping += 1
+        try:
+            self._turn.wait()
+        finally:
+            self._sleeping -= 1
 
     # -- group commit ----------------------------------------------------------------------
 
@@ -675,12 +686,15 @@ class WriteQueue:
         statement and its durability: only writes with the same tag are run together.
         """
         mine = _Write(tag, parameters, alone, together)
-        while True:
+        with self._turn:
+            idle = not self._busy
+            self._busy = True
+        while not idle:
             with self._turn:
                 self._waiting.append(mine)
                 try:
                     while self._busy and mine.outcome is None:
-                        self._turn.wait()
+                        self._sleep()
                 finally:
                     if mine in self._waiting:  # not taken by another thread meanwhile
                         self._waiting.remove(mine)
@@ -694,7 +708,8 @@ class WriteQueue:
         try:
             return self._represent(mine)
         finally:
-            self._unflock()  # if something interrupted us holding it
+            if self._locked:  # something interrupted us holding it
+                self._unflock()
             self._end_turn()
 
     def _represent(self, write: _Write) -> int:
@@ -759,10 +774,11 @@ class WriteQueue:
         of this process's threads and, holding the queue, the posted ones of other processes
         (unless ours must run by itself)."""
         mailbox = self._mailbox if self._locked else None
-        batch = _Batch()
+        batch = None
         try:
             if write.solo or not self._others_wait(mailbox):
                 return write.alone()
+            batch = _Batch()
 
             def collect() -> list[Sequence[Any]]:
                 if batch.rows is None:
@@ -780,7 +796,8 @@ class WriteQueue:
             self.shared_writes += len(counts) - 1
             return counts[0]
         finally:
-            batch.finish(self, mailbox, None)  # if interrupted: their writers run them again
+            if batch is not None:  # if interrupted: their writers run them again
+                batch.finish(self, mailbox, None)
             self._unflock()
 
     def _others_wait(self, mailbox: Mailbox | None) -> bool:
