@@ -1160,3 +1160,99 @@ def test_without_futexes_threads_still_commit_together(
             )
     finally:
         store.close_all()
+
+
+# -- 14. second review's findings -----------------------------------------------------------
+
+
+def interrupt_after(
+    monkeypatch: pytest.MonkeyPatch, command: int, kind: int, offset: Callable[[int], bool]
+) -> list[int]:
+    """Make the first lock call ``command``/``kind`` on a matching offset succeed, then raise
+    KeyboardInterrupt (a signal handled as the call returns); the offsets hit are recorded."""
+    original = writequeue._range_lock
+    hit: list[int] = []
+
+    def range_lock(fd: int, call: int, lock: int, at: int) -> int:
+        result = original(fd, call, lock, at)
+        if not hit and call == command and lock == kind and offset(at):
+            hit.append(at)
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(writequeue, "_range_lock", range_lock)
+    return hit
+
+
+def test_interrupt_as_the_mailbox_lock_is_taken_releases_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = store.handle()
+    mine = store.handle()
+    hit = interrupt_after(
+        monkeypatch, fcntl.F_OFD_SETLKW, fcntl.F_WRLCK, lambda at: at == writequeue._MAILBOX_LOCK
+    )
+    with pytest.raises(KeyboardInterrupt):
+        mine.states()
+    assert hit
+    monkeypatch.undo()
+    looked = in_thread(other.states)  # would wait for ever if the lock had been kept
+    assert looked.exception(timeout=DEADLINE) is None
+
+
+def test_interrupt_after_the_liveness_lock_lets_go_of_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    persister = store.open()
+    write(persister, "first", Checkpoint("1", 1))  # the mailbox is open
+    hit = interrupt_after(
+        monkeypatch, fcntl.F_OFD_SETLK, fcntl.F_RDLCK, lambda at: at > writequeue._MAILBOX_LOCK
+    )
+    with store.holding_queue():
+        waiting = in_thread(lambda: write(persister, "interrupted", Checkpoint("2", 2)))
+        assert isinstance(waiting.exception(timeout=DEADLINE), KeyboardInterrupt)
+    monkeypatch.undo()
+    slot = hit[0] - writequeue._LIVE
+    assert not store.handle()._alive(slot), "the interrupted writer still holds its slot's lock"
+    assert count(store.handle().states(), FREE) == len(store.handle().states())
+    assert stored(store.database, "interrupted") is None
+
+
+def test_batch_started_again_on_a_new_connection_goes_back_to_its_writers(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction ``Writer._run`` starts again (its connection was lost) must not run the
+    others' writes it took the first time without checking them again: the batch fails and
+    each write is run by its own writer."""
+    persister = store.open()
+    writer = persister._writer
+    original = writer._together
+    reruns: list[BaseException] = []
+
+    def run_twice(statement: Any, ours: list[Any], collect: Any) -> Any:
+        work = original(statement, ours, collect)
+
+        def again(connection: Any, cursor: Any) -> list[int]:
+            connection.rollback()
+            try:
+                collect()
+            except Exception as exc:  # what a second run's collect() does
+                reruns.append(exc)
+                raise
+            raise AssertionError("collect() answered twice")
+
+        def first_then_again(connection: Any, cursor: Any) -> list[int]:
+            cursor.execute("BEGIN IMMEDIATE")
+            collect()
+            return again(connection, cursor)
+
+        return first_then_again if not reruns else work
+
+    writer._together = run_twice  # type: ignore[method-assign,assignment]
+    writes = [(f"t{k}", Checkpoint(str(k), k)) for k in range(3)]
+    futures = threads_behind_one(store, persister, writes)
+    assert [future.exception() for future in futures] == [None] * 3
+    assert len(reruns) == 1
+    assert shared_writes(persister) == 0  # the batch failed; each ran by itself
+    for partition, checkpoint in writes:
+        assert stored(store.database, partition) == (checkpoint.offset, checkpoint.sequence_number)

@@ -78,7 +78,8 @@ __all__ = ["Mailbox", "Taken", "WriteQueue"]
 Collect = Callable[[], list[Sequence[Any]]]
 """The other writes of a batch (their parameters): asked once its transaction holds the
 database's write lock, so that nothing (a reset, say) can come between taking them and the
-commit. Asked again if the transaction is run again, it answers the same."""
+commit. Asked again (the transaction was started again on a new connection), it raises: the
+batch fails, and every write in it is run again by its own writer."""
 
 Together = Callable[[Collect], list[int]]
 """Run our write and the others ``collect()`` gives in one transaction; the row counts, ours
@@ -86,13 +87,19 @@ first."""
 
 _FRESH_NS = 1_000_000_000
 """A posted write older than this (nanoseconds since its writer last looked at it) is not taken:
-its writer runs it. Live waiters look every ``_WAIT`` at most, so only a write its writer has
-stopped waiting for (it was interrupted twice over) gets that old."""
+its writer runs it. A waiter looks every ``_WAIT`` at most while it polls (up to ``_POLL``), so
+only a write its writer has stopped waiting for (it was interrupted twice over), or one whose
+writer has queued in the kernel behind a queue held for over a second, gets that old; the
+latter runs by itself when its turn comes."""
 
 _WAIT = 0.05
-"""How long a waiter sleeps without being woken before it queues in the kernel instead (seconds).
-Only a leader that died, a writer that doesn't use the mailbox, or a commit slower than this
-leaves it unwoken that long."""
+"""How long a waiter sleeps without being woken before it looks again itself (seconds). Only a
+leader that died, a writer that doesn't use the mailbox, or a commit slower than this leaves it
+unwoken that long."""
+
+_POLL = 0.5
+"""How long a waiter that isn't woken keeps looking (and keeps its write fresh for leaders)
+before it queues in the kernel for the queue instead (seconds): less than ``_FRESH_NS``."""
 
 # -- the mailbox file ----------------------------------------------------------------------
 _MAGIC = b"SCKPMBX2"
@@ -227,6 +234,7 @@ class Mailbox:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
         except OSError:
             return None
+        memory = None
         try:
             info = os.fstat(fd)
             trusted = (
@@ -241,8 +249,10 @@ class Mailbox:
             memory = mmap.mmap(fd, _FILE_SIZE) if usable else None
         except (OSError, ValueError):
             memory = None
+        finally:
+            if memory is None:  # unusable, or interrupted
+                os.close(fd)
         if memory is None:
-            os.close(fd)
             return None
         return cls(fd, memory, futex)
 
@@ -269,15 +279,16 @@ class Mailbox:
             slot = self._free_slot()
             if slot is None:
                 return None
-            _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_RDLCK, _LIVE + slot)
             ticket = self._next_ticket
             self._next_ticket = (ticket + 1) % 2**64
+            # Recorded before anything else: whatever interrupts posting can abandon it.
+            self._slot, self.posted = slot, ticket
+            _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_RDLCK, _LIVE + slot)
             base = _slot_base(slot)
             memory = self._memory
             _SLOT_HEAD.pack_into(memory, base + _TICKET, ticket, tag, 0, len(payload))
             _U64.pack_into(memory, base + _STAMP, time.monotonic_ns())
             memory[base + _PAYLOAD : base + _PAYLOAD + len(payload)] = payload
-            self._slot, self.posted = slot, ticket
             self._add(_POSTED, 1)  # first: a writer killed in between leaves it high, harmless
             memory[base] = POSTED
         return ticket
@@ -333,6 +344,9 @@ class Mailbox:
                 self._free(self._slot)
             if self.posted == ticket:
                 self.posted = None
+                # Interrupted while posting, the slot may not say so yet: let go of it anyway,
+                # or a later writer there, dead, would look alive.
+                _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _LIVE + self._slot)
 
     # -- the leader --------------------------------------------------------------------------
 
@@ -456,9 +470,13 @@ class Mailbox:
 
 @contextlib.contextmanager
 def _locked(fd: int) -> Iterator[None]:
-    """Hold the mailbox lock (an open-file-description write lock on its byte)."""
-    _range_lock(fd, fcntl.F_OFD_SETLKW, fcntl.F_WRLCK, _MAILBOX_LOCK)
+    """Hold the mailbox lock (an open-file-description write lock on its byte).
+
+    Taken inside the ``try``: whatever interrupts the call that takes it still releases it
+    (releasing a lock not held does nothing), or every other writer would wait for ever.
+    """
     try:
+        _range_lock(fd, fcntl.F_OFD_SETLKW, fcntl.F_WRLCK, _MAILBOX_LOCK)
         yield
     finally:
         _range_lock(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _MAILBOX_LOCK)
@@ -522,6 +540,10 @@ class _Write:
     """``(DONE, row count)`` once another thread committed it, ``(RETRY, 0)`` if that failed."""
     solo: bool = False
     """Its batch failed once: it runs by itself now, and nobody takes it into a batch."""
+
+
+class _BatchRerunError(Exception):
+    """A batch's transaction was started again: its writes go back to their writers."""
 
 
 @dataclass
@@ -737,6 +759,7 @@ class WriteQueue:
 
         Whatever interrupts this, the caller abandons the posted write.
         """
+        deadline = time.monotonic() + _POLL
         while True:
             bell = mailbox.bell()
             mailbox.refresh()
@@ -750,9 +773,9 @@ class WriteQueue:
             if self._flock(blocking=False):
                 return self._withdraw(mailbox, ticket, write)
             mailbox.wait(bell, _WAIT)
-            if mailbox.bell() == bell:
-                # Not woken: the queue's holder doesn't use the mailbox, or died, or is slow.
-                # Queue in the kernel (still posted: a leader may yet take it).
+            if mailbox.bell() == bell and time.monotonic() > deadline:
+                # Not woken for a while: the queue's holder doesn't use the mailbox, or is
+                # slow. Queue in the kernel (still posted: a leader may yet take it).
                 self._flock(blocking=True)
                 return self._withdraw(mailbox, ticket, write)
 
@@ -781,8 +804,11 @@ class WriteQueue:
             batch = _Batch()
 
             def collect() -> list[Sequence[Any]]:
-                if batch.rows is None:
-                    batch.take(self, mailbox, write)
+                if batch.rows is not None:
+                    # Run again (on a new connection): the writers may have gone since the
+                    # check. Fail the batch: each write is then run again by its own writer.
+                    raise _BatchRerunError
+                batch.take(self, mailbox, write)
                 return batch.rows or []
 
             try:
