@@ -5,19 +5,28 @@ Everything created here is dropped by the suite's cleanup, which also runs on Ct
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from streamcheckpoint import Checkpoint, PartitionKey, SQLPersister
 
+from .harness import Section
 from .workload import COLUMNS, Context, unique_name
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["copy_into", "postgres_admin", "postgres_schema", "psycopg_connect"]
+__all__ = [
+    "copy_into",
+    "pinned_with_backends",
+    "postgres_admin",
+    "postgres_schema",
+    "psycopg_connect",
+]
 
 
 def postgres_admin(ctx: Context) -> sa.Engine | str:
@@ -81,3 +90,48 @@ def copy_into(
 def _first_line(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     return text.strip().splitlines()[0]
+
+
+@contextlib.contextmanager
+def pinned_with_backends(
+    section: Section,
+    persisters: Iterable[SQLPersister],
+    connections: Iterable[psycopg.Connection[Any]] = (),
+) -> Iterator[None]:
+    """Run this thread and the PostgreSQL backends of the persisters' kept connections and of
+    ``connections`` on one CPU, for the block.
+
+    On a small VM a query answered by a backend on the other core costs a cross-core wake-up
+    each way: measured here, 30 us on the same core against 100 us across, and which core a
+    backend lands on is luck that lasts as long as its connection. Pinned together, the
+    contenders compare their work, not their luck. Where the backends can't be pinned (another
+    user's processes), the section says so and the block runs unpinned.
+    """
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    pids = []
+    for persister in persisters:
+        persister.read("pin", "pin", "pin", "pin")  # the kept connection exists after a call
+        cursor = persister._writer._cursor
+        assert cursor is not None
+        cursor.execute("SELECT pg_backend_pid()")
+        pids.append(int(cursor.fetchall()[0][0]))
+    pids += [connection.info.backend_pid for connection in connections]
+    try:
+        for pid in pids:
+            os.sched_setaffinity(pid, {cpu})
+    except OSError as exc:
+        section.notes.append(f"PostgreSQL backends not pinned to one CPU ({exc.strerror})")
+        yield
+        return
+    section.notes.append(
+        "PostgreSQL: this process and the backends of the raw connections and of the "
+        "persisters' kept connections run on one CPU for the write, batch and read rows (a "
+        "backend on the other core costs a cross-core wake-up per query, by luck); "
+        "AsyncSQLPersister's worker threads and their connections are not pinned"
+    )
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)

@@ -8,7 +8,13 @@ from streamcheckpoint import AsyncSQLPersister, SQLPersister
 
 from .cases import READ, WRITE, batch_case, compare, list_case, missing
 from .harness import Target
-from .servers import copy_into, postgres_admin, postgres_schema, psycopg_connect
+from .servers import (
+    copy_into,
+    pinned_with_backends,
+    postgres_admin,
+    postgres_schema,
+    psycopg_connect,
+)
 from .workload import (
     ASYNC_NOTE,
     COLUMNS,
@@ -63,65 +69,66 @@ def run(ctx: Context) -> None:
         in_transaction.execute(upsert, values(i))
         in_transaction.commit()
 
-    compare(
-        ctx,
-        section,
-        WRITE,
-        {
-            "psycopg autocommit (floor)": lambda i: autocommit.execute(upsert, values(i)),
-            "psycopg, BEGIN ... COMMIT per write": write_in_transaction,
-            **contenders.writes(),
-        },
-        calls=settings.writes,
-        targets={
-            "psycopg, BEGIN ... COMMIT per write": None,
-            "SQLPersister": Target("<=", 1.2),
-            "SQLPersister(monotonic=True)": None,
-            "AsyncSQLPersister": None,
-        },
-    )
+    with pinned_with_backends(section, (ours, guarded), (autocommit, in_transaction)):
+        compare(
+            ctx,
+            section,
+            WRITE,
+            {
+                "psycopg autocommit (floor)": lambda i: autocommit.execute(upsert, values(i)),
+                "psycopg, BEGIN ... COMMIT per write": write_in_transaction,
+                **contenders.writes(),
+            },
+            calls=settings.writes,
+            targets={
+                "psycopg, BEGIN ... COMMIT per write": None,
+                "SQLPersister": Target("<=", 1.2),
+                "SQLPersister(monotonic=True)": None,
+                "AsyncSQLPersister": None,
+            },
+        )
 
-    def raw_many(i: int) -> None:
-        rows = [
-            (*key, cp.offset, cp.sequence_number, cp.enqueue_time)
-            for key, cp in plan.batches[i].items()
-        ]
-        with in_transaction.cursor() as cursor:
-            cursor.executemany(upsert, rows)
-        in_transaction.commit()
+        def raw_many(i: int) -> None:
+            rows = [
+                (*key, cp.offset, cp.sequence_number, cp.enqueue_time)
+                for key, cp in plan.batches[i].items()
+            ]
+            with in_transaction.cursor() as cursor:
+                cursor.executemany(upsert, rows)
+            in_transaction.commit()
 
-    compare(
-        ctx,
-        section,
-        batch_case(settings.batch_size),
-        {
-            "psycopg executemany in a transaction (floor)": raw_many,
-            **contenders.batches(),
-        },
-        calls=settings.batches,
-        targets={
-            "SQLPersister.write_many": Target("<=", 1.2),
-            "AsyncSQLPersister.write_many": None,
-        },
-    )
+        compare(
+            ctx,
+            section,
+            batch_case(settings.batch_size),
+            {
+                "psycopg executemany in a transaction (floor)": raw_many,
+                **contenders.batches(),
+            },
+            calls=settings.batches,
+            targets={
+                "SQLPersister.write_many": Target("<=", 1.2),
+                "AsyncSQLPersister.write_many": None,
+            },
+        )
 
-    read = (
-        f'SELECT stream_offset, sequence_number, enqueue_time FROM "{raw_schema}".checkpoints '
-        "WHERE " + KEY_MATCH.format(p="%s")
-    )
-    compare(
-        ctx,
-        section,
-        READ,
-        {
-            "psycopg SELECT, autocommit (floor)": lambda i: autocommit.execute(
-                read, plan.writes[i][0]
-            ).fetchone(),
-            **contenders.reads(),
-        },
-        calls=settings.writes,
-        targets={"SQLPersister.read": Target("<=", 2.0), "AsyncSQLPersister.read": None},
-    )
+        read = (
+            f'SELECT stream_offset, sequence_number, enqueue_time FROM "{raw_schema}".checkpoints '
+            "WHERE " + KEY_MATCH.format(p="%s")
+        )
+        compare(
+            ctx,
+            section,
+            READ,
+            {
+                "psycopg SELECT, autocommit (floor)": lambda i: autocommit.execute(
+                    read, plan.writes[i][0]
+                ).fetchone(),
+                **contenders.reads(),
+            },
+            calls=settings.writes,
+            targets={"SQLPersister.read": Target("<=", 2.0), "AsyncSQLPersister.read": None},
+        )
 
     for schema in (raw_schema, ours_schema):
         copy_into(autocommit, schema, group_items(LIST_GROUP, settings.list_partitions))

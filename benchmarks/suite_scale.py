@@ -9,7 +9,13 @@ from streamcheckpoint import Checkpoint, PartitionKey, SQLPersister
 
 from .cases import READ, WRITE, compare
 from .harness import Section, Target
-from .servers import copy_into, postgres_admin, postgres_schema, psycopg_connect
+from .servers import (
+    copy_into,
+    pinned_with_backends,
+    postgres_admin,
+    postgres_schema,
+    psycopg_connect,
+)
 from .workload import (
     COLUMNS,
     GROUP_MATCH,
@@ -113,12 +119,15 @@ def _postgres(ctx: Context, section: Section, plan: Plan) -> None:
     ):
         schema = postgres_schema(ctx, admin, f"bench_scale_{count}")
         copy_into(connection, schema, stored_items(count, settings.list_partitions))
-        connection.execute(f'ANALYZE "{schema}".checkpoints')
+        # Now, not during the rounds: autovacuum would otherwise vacuum a freshly loaded
+        # table (and set its hint bits) while one contender is being measured.
+        connection.execute(f'VACUUM (ANALYZE) "{schema}".checkpoints')
         stores[label] = SQLPersister(admin.url, schema=schema)
         ctx.cleanup.callback(stores[label].close)
         schemas.append(schema)
     small, large = stores.values()
-    _flat_cases(ctx, section, plan, small, large, "PostgreSQL")
+    with pinned_with_backends(section, (small, large)):
+        _flat_cases(ctx, section, plan, small, large, "PostgreSQL")
     listing = f'SELECT {COLUMNS} FROM "{schemas[1]}".checkpoints WHERE ' + GROUP_MATCH.format(
         p="%s"
     )
