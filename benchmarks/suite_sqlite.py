@@ -207,11 +207,8 @@ def _concurrent_writes(
         return [(round_robin_key(k), checkpoint(i * CONCURRENT + k)) for k in range(CONCURRENT)]
 
     def raw_writes(i: int) -> None:
-        for key, cp in items(i):
-            raw.execute(
-                SQLITE_UPSERT,
-                (*key, cp.offset, cp.sequence_number, sqlite_time_text(cp.enqueue_time)),
-            )
+        for row in sqlite_rows(dict(items(i))):
+            raw.execute(SQLITE_UPSERT, row)
 
     def write(item: tuple[PartitionKey, Checkpoint]) -> None:
         key, cp = item

@@ -715,18 +715,28 @@ def waiting_threads(persister: SQLPersister) -> int:
 
 
 def threads_behind_one(
-    store: Store, persister: SQLPersister, writes: list[tuple[str, Checkpoint]]
+    store: Store,
+    persister: SQLPersister,
+    writes: list[tuple[str, Checkpoint]],
+    first_waits: Callable[[], bool] | None = None,
 ) -> list[Future[None]]:
     """Start a thread per write while another process holds the queue: the first thread's
-    write is posted and waits for the queue, the others wait for that thread. Then release."""
-    handle = store.handle()
+    write waits for the queue (``first_waits`` says when it does; by default, once it is
+    posted), the others wait for that thread. Then release."""
+    if first_waits is None:
+        handle = store.handle()
+
+        def posted() -> bool:
+            return count(handle.states(), POSTED) == 1
+
+        first_waits = posted
 
     def start(partition: str, checkpoint: Checkpoint) -> Future[None]:
         return in_thread(lambda: write(persister, partition, checkpoint))
 
     with store.holding_queue():
         futures = [start(*writes[0])]
-        wait_until(lambda: count(handle.states(), POSTED) == 1, "the first write posts")
+        wait_until(first_waits, "the first write waits for the queue")
         futures += [start(*item) for item in writes[1:]]
         wait_until(lambda: waiting_threads(persister) == len(writes) - 1, "the other threads wait")
     for future in futures:
@@ -1142,16 +1152,10 @@ def test_without_futexes_threads_still_commit_together(
         assert queue._mailbox is None
         assert not store.mailbox_file.exists()
         writes = [(f"t{k}", Checkpoint(str(k), k)) for k in range(THREADS)]
-
-        def start(partition: str, checkpoint: Checkpoint) -> Future[None]:
-            return in_thread(lambda: write(persister, partition, checkpoint))
-
-        with store.holding_queue():
-            futures = [start(*writes[0])]
-            wait_until(lambda: flock_waiters(store.lock_file) == 1, "the first write queues")
-            futures += [start(*item) for item in writes[1:]]
-            wait_until(lambda: waiting_threads(persister) == THREADS - 1, "the others wait")
-        assert [future.exception(timeout=DEADLINE) for future in futures] == [None] * THREADS
+        futures = threads_behind_one(
+            store, persister, writes, lambda: flock_waiters(store.lock_file) == 1
+        )
+        assert [future.exception() for future in futures] == [None] * THREADS
         assert shared_writes(persister) == THREADS - 1
         for partition, checkpoint in writes:
             assert stored(store.database, partition) == (
@@ -1214,7 +1218,7 @@ def test_interrupt_after_the_liveness_lock_lets_go_of_it(
     monkeypatch.undo()
     slot = hit[0] - writequeue._LIVE
     assert not store.handle()._alive(slot), "the interrupted writer still holds its slot's lock"
-    assert count(store.handle().states(), FREE) == len(store.handle().states())
+    assert all_free(store)
     assert stored(store.database, "interrupted") is None
 
 

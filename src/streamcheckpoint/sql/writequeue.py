@@ -319,7 +319,7 @@ class Mailbox:
             state = self._memory[base]
             mine = _SLOT_HEAD.unpack_from(self._memory, base + _TICKET)[0] == ticket
             if not mine:  # not possible while we hold its lock; run it again, to be safe
-                _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _LIVE + slot)
+                self._let_go(slot)
                 self.posted = None
                 return (RETRY, 0)
             if state == DONE:
@@ -346,7 +346,7 @@ class Mailbox:
                 self.posted = None
                 # Interrupted while posting, the slot may not say so yet: let go of it anyway,
                 # or a later writer there, dead, would look alive.
-                _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _LIVE + self._slot)
+                self._let_go(self._slot)
 
     # -- the leader --------------------------------------------------------------------------
 
@@ -453,7 +453,11 @@ class Mailbox:
         self._memory[base] = FREE
         if state == POSTED:  # after: a writer killed in between leaves the count high, harmless
             self._add(_POSTED, -1)
-        # Ours or a dead writer's: unlocking a byte this file description doesn't lock is a no-op.
+        self._let_go(slot)  # ours, or a dead writer's slot (then a no-op)
+
+    def _let_go(self, slot: int) -> None:
+        """Release our liveness lock on ``slot`` (a no-op where this file description has none,
+        so it never touches another writer's)."""
         _range_lock(self._fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, _LIVE + slot)
 
     def _alive(self, slot: int) -> bool:
