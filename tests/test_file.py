@@ -31,10 +31,10 @@ from streamcheckpoint import (
     PartitionKey,
     PersistError,
 )
-from streamcheckpoint.file import (
+from streamcheckpoint.file import Layout
+from streamcheckpoint.filenames import (
     LOCK_NAME,
     TEMP_PREFIX,
-    Layout,
     decode_name,
     encode_name,
     go_file_name,

@@ -13,34 +13,10 @@ The port of Go's ``persist.FilePersister``, with its flaws fixed:
 * **Safe for concurrent writers** (threads and processes); in monotonic mode the
   read-compare-write holds an OS file lock.
 
-Files in the directory
-----------------------
-``layout="nested"``::
-
-    <dir>/<namespace>/<name>/<consumer_group>/<partition_id>.json
-
-Each component is encoded by :func:`encode_name`: ``a-z``, ``0-9``, ``_``, ``$``, ``@``, ``-``
-and an inner ``.`` are kept; every other character, *uppercase letters included*, becomes ``%XX``
-per UTF-8 byte (uppercase hex). So names differing only in case never share a file on a
-case-insensitive file system, and a name that is a Windows device (``con``, ``lpt1``...) gets its
-first character escaped. An encoded component longer than 200 bytes is split into several
-directory levels, every chunk but the last ending with a bare ``%`` (which the encoding never
-produces), so keys of four 256-character components of any Unicode still fit the 255-byte
-file-name limit; all I/O is relative to directory file descriptors, so ``PATH_MAX`` never applies.
-
-``layout="go"``: Go's own naming, flat in the directory:
-``namespace_name_consumerGroup_partitionID`` with every ``$`` removed, body exactly Go's JSON.
-**Go's naming can make two keys share a file**: ``("a_b", "c", ...)`` and ``("a", "b_c", ...)``
-are the same file, and so are ``"$Default"`` and ``"Default"``. A component containing ``/``,
-``\\`` or NUL, or one that is empty once ``$`` is removed, is refused with ``ValueError``.
-``list(ns, name, cg)`` (and deleting a whole consumer group) finds the group's files by name
-prefix but skips a partition id containing ``_``: ``ns_hub_a_b_2`` could be partition ``2`` of
-group ``a_b``, which must not be listed, reset or deleted with group ``a``. Such a partition is
-still read, written and deleted by its exact key.
-
-Temporary files are named ``.sctmp-<hex>`` and the lock file ``.sclock``: they start with ``.``
-and contain no ``_``, so they never look like checkpoints in either layout. ``read`` and ``list``
-ignore them; the constructor removes temporary files older than ten minutes (left by a crash).
+How a key's file is named in each layout, and Go's ambiguities, is
+:mod:`streamcheckpoint.filenames`. All I/O is relative to directory file descriptors, one name at
+a time, so ``PATH_MAX`` never applies. ``read`` and ``list`` ignore the temporary and lock files;
+the constructor removes temporary files older than ten minutes (left by a crash).
 
 Needs a POSIX system (``fcntl`` and ``dir_fd`` support); importing the module works everywhere.
 """
@@ -50,7 +26,6 @@ from __future__ import annotations
 import builtins
 import functools
 import os
-import re
 import secrets
 import sys
 import threading
@@ -62,40 +37,33 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, NamedTuple, TypeAlias
 
-from .checkpoint import KEY_FIELDS, Checkpoint, CheckpointRecord, PartitionKey, make_key
+from .checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from .errors import CorruptCheckpointError, PersistError
+from .filenames import (
+    JSON_SUFFIX,
+    LOCK_NAME,
+    TEMP_PREFIX,
+    _go_key,
+    _go_prefix,
+    _join_chunks,
+    _nested_dirs,
+    _refuse_shared_go_files,
+    _valid_key,
+    go_file_name,
+    nested_path,
+)
 from .persister import BasePersister, check_monotonic
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = [
-    "FilePersister",
-    "Layout",
-    "decode_name",
-    "encode_name",
-    "go_file_name",
-    "nested_path",
-    "parse_nested_path",
-]
+__all__ = ["FilePersister", "Layout"]
 
 Layout = Literal["nested", "go"]
 _Kind = Literal["dir", "file", "other"]
 
-TEMP_PREFIX = ".sctmp-"
-LOCK_NAME = ".sclock"
 STALE_TEMP_SECONDS = 600.0
 """Temporary files older than this are left over from a crash and removed by the constructor."""
-
-JSON_SUFFIX = ".json"
-MAX_CHUNK = 200
-"""Longest encoded chunk stored in one file or directory name (the limit is 255 bytes)."""
-MAX_GO_NAME = 255
-
-_KEEP = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_$@-")
-_DEVICE = re.compile(r"(?:con|prn|aux|nul|com[0-9]|lpt[0-9]|conin\$|conout\$)", re.IGNORECASE)
-_DEVICE_AT_START = re.compile(_DEVICE.pattern + r"(?:\.|$)", re.IGNORECASE)
-_GO_FORBIDDEN = ("/", "\\", "\x00")
 
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -103,159 +71,6 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC
 _MAX_OPEN_DIRS = 64
 """Directory descriptors kept open between the two phases of one ``write_many``."""
-
-
-# -- the nested layout's names: pure functions ---------------------------------------------
-
-
-def encode_name(text: str) -> str:
-    """Encode one key component as a safe, reversible file-name fragment.
-
-    Keeps ``[a-z0-9_$@-]`` and ``.`` (not first or last); everything else becomes ``%XX`` per
-    UTF-8 byte, uppercase hex. A Windows device name before the first ``.`` gets its first
-    character escaped. The result may be longer than a file name allows: see
-    :func:`nested_path`.
-    """
-    last = len(text) - 1
-    parts: list[str] = []
-    for index, char in enumerate(text):
-        if char in _KEEP or (char == "." and 0 < index < last):
-            parts.append(char)
-        else:
-            parts.extend(f"%{byte:02X}" for byte in char.encode("utf-8"))
-    encoded = "".join(parts)
-    if _DEVICE.fullmatch(encoded.split(".", 1)[0]):
-        encoded = f"%{ord(encoded[0]):02X}{encoded[1:]}"
-    return encoded
-
-
-def decode_name(encoded: str) -> str | None:
-    """Return the component :func:`encode_name` maps to ``encoded``, or ``None`` if there is none.
-
-    Only the canonical encoding decodes: ``"%61"`` (an escaped ``a``) gives ``None``, so a stray
-    file can never produce a key.
-    """
-    raw = bytearray()
-    index = 0
-    try:
-        while index < len(encoded):
-            char = encoded[index]
-            if char == "%":
-                raw.append(int(encoded[index + 1 : index + 3], 16))
-                index += 3
-            else:
-                raw.extend(char.encode("utf-8"))
-                index += 1
-        text = raw.decode("utf-8")
-    except (ValueError, UnicodeError):
-        return None
-    return text if text and encode_name(text) == encoded else None
-
-
-def _chunk_starts_safely(encoded: str, cut: int) -> bool:
-    """Whether a chunk may start at ``cut``: not inside ``%XX``, not at ``.``, not a device."""
-    if "%" in encoded[max(cut - 2, 0) : cut]:
-        return False
-    return encoded[cut] != "." and not _DEVICE_AT_START.match(encoded, cut)
-
-
-def _chunks(encoded: str) -> list[str]:
-    """Split an encoded component into names of at most ``MAX_CHUNK + 1`` bytes.
-
-    Every chunk but the last ends with a bare ``%``. Deterministic, so a decoded name can be
-    checked for being canonical by splitting it again.
-    """
-    chunks: list[str] = []
-    start = 0
-    while len(encoded) - start > MAX_CHUNK:
-        cut = start + MAX_CHUNK
-        while not _chunk_starts_safely(encoded, cut):
-            cut -= 1
-        assert cut > start, "a safe place to split exists within a few characters"
-        chunks.append(encoded[start:cut] + "%")
-        start = cut
-    chunks.append(encoded[start:])
-    return chunks
-
-
-def _join_chunks(chunks: Sequence[str]) -> str | None:
-    """Decode a component stored as ``chunks``; ``None`` unless they are its canonical form."""
-    if not chunks or any(not c.endswith("%") for c in chunks[:-1]):
-        return None
-    encoded = "".join(c[:-1] for c in chunks[:-1]) + chunks[-1]
-    text = decode_name(encoded)
-    if text is None or _chunks(encoded) != list(chunks):
-        return None
-    return text
-
-
-def nested_path(key: PartitionKey) -> tuple[str, ...]:
-    """The relative path of ``key``'s file in the nested layout, one name per element."""
-    segments: list[str] = []
-    for component in key[:3]:
-        segments.extend(_chunks(encode_name(component)))
-    partition = _chunks(encode_name(key.partition_id))
-    partition[-1] += JSON_SUFFIX
-    return (*segments, *partition)
-
-
-def parse_nested_path(segments: Sequence[str]) -> PartitionKey | None:
-    """The key whose :func:`nested_path` is ``segments``, or ``None`` if no key has that path."""
-    if not segments or not segments[-1].endswith(JSON_SUFFIX):
-        return None
-    names = [*segments[:-1], segments[-1][: -len(JSON_SUFFIX)]]
-    components: list[str] = []
-    pending: list[str] = []
-    for name in names:
-        pending.append(name)
-        if not name.endswith("%"):
-            component = _join_chunks(pending)
-            if component is None:
-                return None
-            components.append(component)
-            pending = []
-    return None if pending else _valid_key(components)
-
-
-# -- Go's names --------------------------------------------------------------------------
-
-
-def _go_component(field: str, value: str) -> str:
-    """``value`` as Go names it (``$`` removed); ``ValueError`` if Go's naming can't store it."""
-    for bad in _GO_FORBIDDEN:
-        if bad in value:
-            raise ValueError(
-                f"{field} {value!r} contains {bad!r}, which the go file layout can't store "
-                "(it would be a path separator); use layout='nested'"
-            )
-    stripped = value.replace("$", "")
-    if not stripped:
-        raise ValueError(
-            f"{field} {value!r} is empty once '$' is removed, as Go's file naming does; "
-            "use layout='nested'"
-        )
-    return stripped
-
-
-def _go_prefix(components: Sequence[str]) -> list[str]:
-    return [_go_component(f, v) for f, v in zip(KEY_FIELDS, components, strict=False)]
-
-
-def go_file_name(key: PartitionKey) -> str:
-    """Go's file name for ``key``: the components joined by ``_``, every ``$`` removed.
-
-    Raises ``ValueError`` naming the component for what Go's naming can't store safely.
-    """
-    name = "_".join(_go_prefix(key))
-    if len(name.encode("utf-8")) > MAX_GO_NAME:
-        raise ValueError(
-            f"the go file layout's name for {key.describe()} is longer than {MAX_GO_NAME} bytes; "
-            "use layout='nested'"
-        )
-    return name
-
-
-# -- the persister -------------------------------------------------------------------------
 
 
 class _Target(NamedTuple):
@@ -282,10 +97,11 @@ class FilePersister(BasePersister):
     """Checkpoints as JSON files in ``directory`` (Go's ``NewFilePersister``), created if missing.
 
     ``layout`` is ``"nested"`` (default: one safe file per key, in a directory per namespace,
-    name and consumer group) or ``"go"`` (Go's flat ``ns_name_cg_pid`` files, see the module
-    docs for its ambiguities). ``monotonic=True`` refuses writes that move a checkpoint
-    backwards; the check and the write hold a lock file, so they are atomic across processes
-    using this class on the same directory (Go programs sharing the directory don't take it).
+    name and consumer group) or ``"go"`` (Go's flat ``ns_name_cg_pid`` files; see
+    :mod:`streamcheckpoint.filenames` for their ambiguities). ``monotonic=True`` refuses writes
+    that move a checkpoint backwards; the check and the write hold a lock file, so they are
+    atomic across processes using this class on the same directory (Go programs sharing the
+    directory don't take it).
 
     ``write_many`` writes and fsyncs every temporary file before renaming any: a refusal or an
     error before the first rename changes nothing. A crash *during* the renames can leave some
@@ -333,7 +149,7 @@ class FilePersister(BasePersister):
     def _write_many(self, pairs: builtins.list[tuple[PartitionKey, Checkpoint]]) -> None:
         targets = [self._target(key) for key, _ in pairs]
         if self.layout == "go":
-            _refuse_shared_go_files(pairs, targets)
+            _refuse_shared_go_files([key for key, _ in pairs], [t.file for t in targets])
         with self._locked():
             if self.monotonic:
                 for (key, checkpoint), target in zip(pairs, targets, strict=True):
@@ -602,9 +418,7 @@ class FilePersister(BasePersister):
 
         ``dir_fd`` is open only until the next item is requested.
         """
-        start: list[str] = []
-        for component in prefix:
-            start.extend(_chunks(encode_name(component)))
+        start = _nested_dirs(prefix)
         fd = self._open_dir(start, create=False)
         if fd is None:
             return
@@ -759,52 +573,6 @@ def _nested_target(key: PartitionKey) -> _Target:
     """Where ``key`` lives in the nested layout; cached, as a consumer writes the same keys."""
     *directory, file = nested_path(key)
     return _Target(tuple(directory), file)
-
-
-def _go_key(name: str, prefix: tuple[str, ...], go_prefix: Sequence[str]) -> PartitionKey | None:
-    """The key a go-layout file ``name`` is listed under, or ``None`` if it doesn't match.
-
-    With the full group as ``prefix`` the partition id is what follows it, if that has no
-    ``_``: ``ns_hub_a_b_2`` may be partition ``b_2`` of group ``a`` or partition ``2`` of group
-    ``a_b``, and listing (or deleting, or resetting) group ``a`` must not touch group ``a_b``.
-    Otherwise the name must split into exactly four non-empty parts.
-    """
-    if len(prefix) == 3:
-        head = "_".join(go_prefix) + "_"
-        partition = name[len(head) :]
-        if not name.startswith(head) or not partition or "_" in partition:
-            return None
-        parts = [*prefix, partition]
-    else:
-        split = name.split("_")
-        if len(split) != 4 or not all(split) or split[: len(prefix)] != list(go_prefix):
-            return None
-        parts = [*prefix, *split[len(prefix) :]]
-    return _valid_key(parts)
-
-
-def _valid_key(parts: Sequence[str]) -> PartitionKey | None:
-    """``parts`` as a key, or ``None`` if they are not four valid components."""
-    if len(parts) != 4:
-        return None
-    try:
-        return make_key(parts[0], parts[1], parts[2], parts[3])
-    except ValueError:
-        return None
-
-
-def _refuse_shared_go_files(
-    pairs: Sequence[tuple[PartitionKey, Checkpoint]], targets: Sequence[_Target]
-) -> None:
-    seen: dict[str, PartitionKey] = {}
-    for (key, _), target in zip(pairs, targets, strict=True):
-        other = seen.setdefault(target.file, key)
-        if other != key:
-            raise ValueError(
-                f"write_many got {other.describe()} and {key.describe()}, which share the file "
-                f"{target.file!r} in Go's file naming; write them separately or use "
-                "layout='nested'"
-            )
 
 
 def _utc_from_ns(ns: int) -> datetime:
