@@ -10,10 +10,12 @@ import functools
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -490,6 +492,86 @@ def test_constructor_creates_the_directory_and_checks_its_arguments(tmp_path: Pa
     (tmp_path / "file").write_text("")
     with pytest.raises(PersistError, match="file"):
         FilePersister(tmp_path / "file")
+
+
+# -- a planted lock file ----------------------------------------------------------------------
+
+
+def _plant_symlink_outside(lock: Path, outside: Path) -> None:
+    lock.symlink_to(outside / "created-through-the-lock-file")
+
+
+def _plant_symlink_to_a_file(lock: Path, outside: Path) -> None:
+    (outside / "someone-elses-file").write_text("untouched")
+    lock.symlink_to(outside / "someone-elses-file")
+
+
+def _plant_dangling_symlink(lock: Path, outside: Path) -> None:
+    lock.symlink_to("missing-lock-file")
+
+
+def _plant_directory(lock: Path, outside: Path) -> None:
+    lock.mkdir()
+
+
+def _plant_fifo(lock: Path, outside: Path) -> None:
+    os.mkfifo(lock)
+
+
+def _write_with_a_time_limit(persister: FilePersister, checkpoint: Checkpoint) -> None:
+    """``persister.write`` in a thread, so that a write that hangs fails the test instead."""
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            persister.write(*KEY, checkpoint)
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the write hung on the planted lock file"
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        _plant_symlink_outside,
+        _plant_symlink_to_a_file,
+        _plant_dangling_symlink,
+        _plant_directory,
+        _plant_fifo,
+    ],
+)
+def test_a_planted_lock_file_is_refused_and_never_followed(
+    tmp_path: Path, plant: Callable[[Path, Path], None]
+) -> None:
+    store, outside = tmp_path / "store", tmp_path / "outside"
+    outside.mkdir()
+    lock = store / LOCK_NAME
+    with FilePersister(store, monotonic=True) as persister:
+        persister.write(*KEY, Checkpoint("1", 1))
+        lock.unlink()
+        plant(lock, outside)
+        before = sorted(store.iterdir()), {p.name: p.read_bytes() for p in outside.iterdir()}
+        with pytest.raises(PersistError, match=rf"{re.escape(str(lock))}.*remove it"):
+            _write_with_a_time_limit(persister, Checkpoint("2", 2))
+        after = sorted(store.iterdir()), {p.name: p.read_bytes() for p in outside.iterdir()}
+        assert after == before  # no link target created or written, here or outside
+        assert persister.read(*KEY) == Checkpoint("1", 1)
+        if lock.is_dir() and not lock.is_symlink():
+            lock.rmdir()
+        else:
+            lock.unlink()
+        _write_with_a_time_limit(persister, Checkpoint("2", 2))
+        assert persister.read(*KEY) == Checkpoint("2", 2)
+    assert lock.is_file()
+    assert not lock.is_symlink()
 
 
 # -- concurrency -------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import builtins
 import functools
 import os
 import secrets
+import stat
 import sys
 import threading
 import time
@@ -69,6 +70,14 @@ _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | _O_NOFOLLOW | _O_CLOEXEC
+"""The lock file is only ever locked, never read or written: ``O_NONBLOCK`` costs nothing."""
+_NOT_REGULAR = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
 _MAX_OPEN_DIRS = 64
 """Directory descriptors kept open between the two phases of one ``write_many``."""
 
@@ -281,12 +290,7 @@ class FilePersister(BasePersister):
             yield
             return
         with self._thread_lock:
-            try:
-                fd = os.open(
-                    os.path.join(self._root, LOCK_NAME), os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666
-                )
-            except OSError as exc:
-                raise self._os_error("open the lock file", (LOCK_NAME,), exc) from exc
+            fd = self._open_lock_file()
             # A new open file description each time: flock then also excludes other
             # persisters of this process and children that inherited descriptors.
             try:
@@ -294,6 +298,39 @@ class FilePersister(BasePersister):
                 yield
             finally:
                 os.close(fd)
+
+    def _open_lock_file(self) -> int:
+        """Open the root's lock file, created if missing; refuse anything but a regular file.
+
+        Never through a symlink: one planted there would have a write create or lock its target,
+        anywhere (as root, any file). ``O_NONBLOCK`` keeps a planted FIFO from hanging the open.
+        """
+        root = self._open_root()
+        try:
+            fd = os.open(LOCK_NAME, _LOCK_FLAGS, 0o666, dir_fd=root)
+        except OSError as exc:
+            try:
+                mode = os.stat(LOCK_NAME, dir_fd=root, follow_symlinks=False).st_mode
+            except OSError:
+                mode = stat.S_IFREG  # gone or unreadable: the open's own error says more
+            if not stat.S_ISREG(mode):
+                raise self._not_a_lock_file(mode) from exc
+            raise self._os_error("open the lock file", (LOCK_NAME,), exc) from exc
+        finally:
+            os.close(root)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise self._not_a_lock_file(mode)
+        return fd
+
+    def _not_a_lock_file(self, mode: int) -> PersistError:
+        kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "a device or other special file")
+        return PersistError(
+            f"the lock file {self._path((LOCK_NAME,))!r} is {kind}, not the regular file "
+            "streamcheckpoint makes, so it is neither followed nor used: remove it, then write "
+            "again"
+        )
 
     def _stage(
         self, pairs: Sequence[tuple[PartitionKey, Checkpoint]], targets: Sequence[_Target]
