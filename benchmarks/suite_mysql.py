@@ -13,8 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from streamcheckpoint import AsyncSQLPersister, Checkpoint, PartitionKey, SQLPersister
-from streamcheckpoint import migrations as m
-from streamcheckpoint.sql.schema import key_hash
+from streamcheckpoint.sql import migrations as m
+from streamcheckpoint.sql.dialects.mysql import key_hash
 
 from .cases import READ, WRITE, batch_case, compare, list_case, missing
 from .workload import (

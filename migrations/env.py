@@ -2,7 +2,7 @@
 
 Driven two ways:
 
-* by :mod:`streamcheckpoint.migrations` (the API, the ``streamcheckpoint db`` commands, a
+* by :mod:`streamcheckpoint.sql.migrations` (the API, the ``streamcheckpoint db`` commands, a
   persister opened with ``migrate=True``): the live connection, or the URL for ``--sql``, and the
   schema arrive in ``config.attributes``;
 * by the alembic command line from a source checkout (``alembic -c alembic.ini upgrade head``):
@@ -10,7 +10,7 @@ Driven two ways:
   ``-x schema=...``.
 
 Either way the version table is ``streamcheckpoint_alembic_version`` and online migrations hold
-the same migration lock as :func:`streamcheckpoint.migrations.ensure_schema`.
+the same migration lock as :func:`streamcheckpoint.sql.migrations.ensure_schema`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from alembic import context
 from alembic.util import CommandError
 
 from streamcheckpoint.errors import PersistError
-from streamcheckpoint.migrations import (
+from streamcheckpoint.redaction import mask_url, redact
+from streamcheckpoint.sql.dialects import Dialect, dialect_for_engine
+from streamcheckpoint.sql.engine import open_engine, resolve_url
+from streamcheckpoint.sql.migrations import (
     ATTR_CONNECTION,
     ATTR_SCHEMA,
     ATTR_URL,
@@ -33,18 +36,10 @@ from streamcheckpoint.migrations import (
     release_migration_lock,
     take_migration_lock,
 )
-from streamcheckpoint.sql.dialects import Dialect, dialect_for_engine
-from streamcheckpoint.sql.engine import open_engine, resolve_url
-from streamcheckpoint.urls import mask_url, redact
 
 URL_VARIABLE = "STREAMCHECKPOINT_URL"
 
 config = context.config
-
-
-def dialect_of(connection: sa.Connection) -> Dialect:
-    """The streamcheckpoint dialect of a live connection."""
-    return dialect_for_engine(connection.engine)
 
 
 def command_line_url() -> str:
@@ -105,7 +100,9 @@ def run_migrations_online() -> None:
     connection = config.attributes.get(ATTR_CONNECTION)
     if connection is not None:
         # The caller holds the transaction and the migration lock; it commits.
-        context.configure(connection=connection, **configure_options(dialect_of(connection)))
+        context.configure(
+            connection=connection, **configure_options(dialect_for_engine(connection.engine))
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -125,7 +122,8 @@ def run_migrations_online() -> None:
                 with connection.begin():
                     take_migration_lock(connection)
                     context.configure(
-                        connection=connection, **configure_options(dialect_of(connection))
+                        connection=connection,
+                        **configure_options(dialect_for_engine(connection.engine)),
                     )
                     context.run_migrations()
             finally:

@@ -9,8 +9,6 @@ moments that matter are signalled with events, never guessed with sleeps.
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 import random
 import sqlite3
 import threading
@@ -441,6 +439,41 @@ class HeldStore:
     _release: Callable[[], None] | None = None
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _valve: threading.Timer | None = None
+    _sqlite_writes_in_flight: int = 0
+
+    def watch_sqlite_writes(self) -> Callable[[], None]:
+        """Count the upserts executing on engines of our SQLite file; return the undo."""
+
+        def ours(connection: sa.Connection, statement: str) -> bool:
+            return statement.startswith("INSERT") and connection.engine.url.database == str(
+                self.database
+            )
+
+        def before(connection: sa.Connection, cursor: Any, statement: str, *args: Any) -> None:
+            if ours(connection, statement):
+                self._sqlite_writes_in_flight += 1
+
+        def after(connection: sa.Connection, cursor: Any, statement: str, *args: Any) -> None:
+            if ours(connection, statement):
+                self._sqlite_writes_in_flight -= 1
+
+        def failed(context: Any) -> None:
+            if ours(context.connection, context.statement or ""):
+                self._sqlite_writes_in_flight -= 1
+
+        hooks: list[tuple[str, Callable[..., None]]] = [
+            ("before_cursor_execute", before),
+            ("after_cursor_execute", after),
+            ("handle_error", failed),
+        ]
+        for name, hook in hooks:
+            sa.event.listen(sa.Engine, name, hook)
+
+        def undo() -> None:
+            for name, hook in hooks:
+                sa.event.remove(sa.Engine, name, hook)
+
+        return undo
 
     def open(self, **options: Any) -> AsyncSQLPersister:
         return AsyncSQLPersister(self.url, schema=self.schema, **options)
@@ -500,15 +533,8 @@ class HeldStore:
     def write_waiting(self) -> bool:
         """Whether one of our writes is waiting for the lock that ``hold`` took."""
         if self.database is not None:
-            # The waiting writer holds its turn in the write queue: the flock of <db>-lock.
-            fd = os.open(f"{self.database}-lock", os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            finally:
-                os.close(fd)  # also releases our lock if we got it
-            return False
+            # An upsert that SQLite's busy handler holds up: begun and not returned.
+            return self._sqlite_writes_in_flight > 0
         engine = sa.create_engine(self.url, poolclass=sa.NullPool)
         try:
             with engine.connect() as connection:
@@ -529,13 +555,17 @@ def held_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HeldS
     if request.param == "sqlite-file":
         database = tmp_path / "held.db"
         store = HeldStore("sqlite-file", f"sqlite:///{database}", None, database)
+        unwatch = store.watch_sqlite_writes()
     else:
         url, schema = request.getfixturevalue("postgres_schema")
         store = HeldStore("postgresql", url, schema)
+        unwatch = None
     try:
         yield store
     finally:
         store.release()
+        if unwatch is not None:
+            unwatch()
 
 
 def test_the_loop_runs_while_a_write_waits_for_a_lock(held_store: HeldStore) -> None:

@@ -30,7 +30,7 @@ from streamcheckpoint.cli.demo import (
     event_checkpoint,
 )
 from streamcheckpoint.cli.render import STATUS_FIELDS
-from streamcheckpoint.migrations import VERSION_TABLE
+from streamcheckpoint.sql.migrations import VERSION_TABLE
 from streamcheckpoint.urls import open_persister
 
 Key = tuple[str, ...]

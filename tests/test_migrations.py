@@ -1,4 +1,4 @@
-"""The Alembic scripts and streamcheckpoint.migrations, on SQLite, PostgreSQL and MariaDB."""
+"""The Alembic scripts and streamcheckpoint.sql.migrations, on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from alembic.runtime.migration import MigrationContext
 
 from conftest import POSTGRES_URL, require_server
 from streamcheckpoint import PersistConnectionError, PersistError, SchemaError
-from streamcheckpoint import migrations as m
-from streamcheckpoint.sql.dialects import PG_MIGRATION_LOCK_KEY
+from streamcheckpoint.sql import migrations as m
+from streamcheckpoint.sql.dialects import SQLiteDialect, dialect_for_engine
+from streamcheckpoint.sql.dialects.postgresql import PG_MIGRATION_LOCK_KEY
 from streamcheckpoint.sql.engine import open_engine
-from streamcheckpoint.sql.schema import TABLE_NAME, checkpoints, hashed_checkpoints
+from streamcheckpoint.sql.schema import TABLE_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 ALEMBIC = Path(sys.executable).parent / "alembic"
@@ -79,7 +80,7 @@ def version_rows(engine: sa.Engine, schema: str | None) -> list[str]:
 def schema_differences(engine: sa.Engine, schema: str | None) -> list[Any]:
     """What Alembic's autogenerate finds between the database and the code's table."""
     target = sa.MetaData()
-    table = hashed_checkpoints if engine.dialect.name in ("mysql", "mariadb") else checkpoints
+    table = dialect_for_engine(engine).table
     if schema is None:
         table.to_metadata(target)
     else:
@@ -134,7 +135,7 @@ def test_schema_comparison_notices_a_difference(tmp_path: Path) -> None:
         wrong,
         *(
             sa.Column(c.name, sa.Integer() if c.name == "sequence_number" else c.type)
-            for c in checkpoints.columns
+            for c in SQLiteDialect.table.columns
         ),
     )
     wrong.create_all(engine)
@@ -262,7 +263,7 @@ def test_ensure_schema_without_migrate_names_the_command(database: Database) -> 
     message = str(caught.value)
     assert "has no streamcheckpoint tables" in message
     assert "db upgrade" in message
-    assert "streamcheckpoint.migrations.upgrade(" in message
+    assert "streamcheckpoint.sql.migrations.upgrade(" in message
     assert "alembic -c alembic.ini -x url=" in message
     assert "upgrade head" in message
     if database.schema is not None:
@@ -303,7 +304,7 @@ def test_ensure_schema_at_head_does_not_load_alembic(tmp_path: Path) -> None:
     m.upgrade(url)
     code = (
         "import sys, sqlalchemy as sa\n"
-        "from streamcheckpoint.migrations import ensure_schema\n"
+        "from streamcheckpoint.sql.migrations import ensure_schema\n"
         f"ensure_schema(sa.create_engine({url!r}), migrate=False)\n"
         "print(sorted(name for name in sys.modules if name.split('.')[0] == 'alembic'))\n"
     )
@@ -575,7 +576,7 @@ import sys
 import alembic.command
 import sqlalchemy as sa
 from streamcheckpoint import Checkpoint, SQLPersister
-from streamcheckpoint.migrations import ensure_schema
+from streamcheckpoint.sql.migrations import ensure_schema
 
 url, schema, style = sys.argv[1], sys.argv[2] or None, sys.argv[3]
 if style == "hooked":

@@ -19,7 +19,8 @@ from streamcheckpoint import (
     SQLPersister,
     open_persister,
 )
-from streamcheckpoint.urls import SUPPORTED_URLS, locate, mask_url, redact
+from streamcheckpoint.redaction import SUPPORTED_URLS, mask_url, redact
+from streamcheckpoint.urls import locate
 
 KEY = ("ns.example", "hub", "cg", "0")
 

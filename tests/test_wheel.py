@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 SNIPPET = """
 import json, sys
 import streamcheckpoint
-from streamcheckpoint import migrations
+from streamcheckpoint.sql import migrations
 
 url = sys.argv[1]
 migrations.upgrade(url)

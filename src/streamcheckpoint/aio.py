@@ -41,8 +41,9 @@ from .persister import (
     normalize_items,
     normalize_scope,
 )
+from .redaction import mask_url
 from .sql import SQLPersister
-from .urls import mask_url, open_persister
+from .urls import open_persister
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):

@@ -98,6 +98,18 @@ class Checkpoint:
     enqueue_time: datetime | None = None
 
     def __post_init__(self) -> None:
+        offset, seq, when = self.offset, self.sequence_number, self.enqueue_time
+        if (  # the common case, checked in a few C calls; anything else is checked below
+            type(offset) is str
+            and offset.isascii()
+            and offset
+            and "\x00" not in offset
+            and type(seq) is int
+            and _INT64_MIN <= seq <= _INT64_MAX
+            and (when is None or (type(when) is datetime and when.tzinfo is timezone.utc))
+            and when != GO_ZERO_TIME
+        ):
+            return
         _check_text("offset", self.offset)
         seq = self.sequence_number
         if isinstance(seq, bool) or not isinstance(seq, int):

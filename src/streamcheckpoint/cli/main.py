@@ -25,7 +25,8 @@ from ..checkpoint import (
 from ..errors import CheckpointRegressionError, PersistError
 from ..file import FilePersister
 from ..persister import BasePersister, normalize_scope
-from ..urls import bad_url_message, locate, mask_url, open_persister, redact
+from ..redaction import bad_url_message, mask_url, redact
+from ..urls import locate, open_persister
 from .render import is_stale, iso_utc, parse_duration, status_csv, status_json, status_table
 
 if TYPE_CHECKING:
@@ -497,7 +498,7 @@ def _sql_url_or_fail(ctx: click.Context) -> sa.URL:
 @_handle_errors
 def db_upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
     """Upgrade the schema to REVISION (default: head)."""
-    from .. import migrations
+    from ..sql import migrations
 
     url = _sql_url_or_fail(ctx)
     _report_migration(ctx, url, migrations.upgrade(url, revision, schema=_schema(ctx), sql=sql))
@@ -511,7 +512,7 @@ def db_upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
 @_handle_errors
 def db_downgrade(ctx: click.Context, revision: str, sql: bool) -> None:
     """Downgrade the schema to REVISION: base removes everything, -1 undoes one step."""
-    from .. import migrations
+    from ..sql import migrations
 
     url = _sql_url_or_fail(ctx)
     if not sql:
@@ -521,7 +522,7 @@ def db_downgrade(ctx: click.Context, revision: str, sql: bool) -> None:
 
 def _report_migration(ctx: click.Context, url: sa.URL, sql: str | None) -> None:
     """Print the offline SQL, or the revision the database is at now."""
-    from .. import migrations
+    from ..sql import migrations
 
     if sql is not None:
         click.echo(sql)
@@ -535,7 +536,7 @@ def _report_migration(ctx: click.Context, url: sa.URL, sql: str | None) -> None:
 @_handle_errors
 def db_current(ctx: click.Context) -> None:
     """Print the schema revision of the database (none if it has no tables of ours)."""
-    from .. import migrations
+    from ..sql import migrations
 
     url = _sql_url_or_fail(ctx)
     _require_existing_store(_url(ctx))
@@ -549,7 +550,7 @@ def db_current(ctx: click.Context) -> None:
 @_handle_errors
 def db_history() -> None:
     """List the migrations shipped with this version, newest first."""
-    from .. import migrations
+    from ..sql import migrations
 
     table = Table(title="Migrations", title_justify="left")
     for header in ("Revision", "Down revision", "Description"):

@@ -7,18 +7,15 @@ errors here, before anything connects.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.pool import StaticPool
 
 from ..errors import PersistError
-from ..urls import bad_url_message, mask_url
+from ..redaction import bad_url_message, mask_url
 from .dialects import DIALECTS, Dialect, dialect_for_engine, dialect_for_url
 
-__all__ = ["UrlOrEngine", "open_engine", "parse_url", "resolve_url", "shared_connection_lock"]
+__all__ = ["UrlOrEngine", "open_engine", "parse_url", "resolve_url"]
 
 UrlOrEngine = str | sa.URL | sa.Engine
 """What SQLPersister and the migration functions accept as ``url_or_engine``."""
@@ -79,7 +76,7 @@ def open_engine(
     url, dialect = resolve_url(url_or_engine)
     if isinstance(url_or_engine, sa.Engine):
         return url_or_engine, dialect, False
-    url, arguments, on_connect = dialect.configure(url, engine_options)
+    url, arguments, hooks = dialect.configure(url, engine_options)
     try:
         engine = sa.create_engine(url, **arguments)
     except ImportError as exc:
@@ -90,25 +87,6 @@ def open_engine(
         ) from exc
     except sa.exc.ArgumentError as exc:
         raise ValueError(f"can't open {mask_url(url_or_engine)}: {exc}") from exc
-    if on_connect is not None:
-        sa.event.listen(engine, "connect", on_connect)
+    for event, hook in hooks.items():
+        sa.event.listen(engine, event, hook)
     return engine, dialect, True
-
-
-_shared_locks: weakref.WeakKeyDictionary[sa.Engine, threading.RLock] = weakref.WeakKeyDictionary()
-_shared_locks_guard = threading.Lock()
-
-
-def shared_connection_lock(engine: sa.Engine) -> threading.RLock | None:
-    """The lock serializing every use of an engine that has only one connection, else None.
-
-    An in-memory SQLite engine (``StaticPool``) hands the same connection to every user, so
-    persisters sharing it must not interleave their transactions.
-    """
-    if not isinstance(engine.pool, StaticPool):
-        return None
-    with _shared_locks_guard:
-        lock = _shared_locks.get(engine)
-        if lock is None:
-            lock = _shared_locks[engine] = threading.RLock()
-        return lock

@@ -1,17 +1,18 @@
-"""The SQL a persister runs, built once per database, and the pure mappings around it.
+"""The SQL a persister runs, compiled once, and the pure mapping of the rows it gets back.
 
-Nothing here does I/O. :func:`statements_for` builds every statement once per
-:class:`~.dialects.Dialect`; the parameter mappings turn keys and checkpoints into the bound
-values those statements name, and the row mappings turn result rows back into
-:class:`~streamcheckpoint.Checkpoint` and :class:`~streamcheckpoint.CheckpointRecord`. The sync
-persister executes them, and so can any other executor (an asyncio persister, an adapter).
+Nothing here does I/O. :func:`statements_for` builds every statement from a database's
+:class:`~.dialects.Dialect` (once per database); :func:`compile_statements` turns them into the
+driver's own SQL text for one engine and schema, with positional parameters, so that a call
+binds a tuple of values built in that order (:meth:`.Dialect.write_rows`,
+:meth:`.Dialect.key_values`, or a key prefix). The row mappings turn fetched rows back into
+:class:`~streamcheckpoint.Checkpoint` and :class:`~streamcheckpoint.CheckpointRecord`.
 
 Writes are one ``INSERT ... ON CONFLICT (key) DO UPDATE`` each (``ON DUPLICATE KEY UPDATE`` on
 MySQL). The monotonic variant adds ``WHERE checkpoints.sequence_number <=
 excluded.sequence_number`` to the update, so a write that would move a checkpoint backwards
 changes nothing and reports a row count of 0: the comparison and the write are one statement,
-with no read-then-write race (MySQL: see :class:`~.dialects.MySQLDialect`). ``updated_at``
-always comes from the database's clock, so hosts with skewed clocks agree.
+with no read-then-write race (MySQL: see :mod:`.dialects.mysql`). ``updated_at`` always comes
+from the database's clock, so hosts with skewed clocks agree.
 """
 
 from __future__ import annotations
@@ -19,68 +20,31 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from ..errors import CorruptCheckpointError
-from .dialects import Dialect
-from .schema import KEY_COLUMN_NAMES, key_hash
+from .dialects.base import KEY_PARAMS, WRITE_PARAMS, Dialect
+from .schema import CHECKPOINT_COLUMN_NAMES, KEY_COLUMN_NAMES
 
 __all__ = [
-    "HASHED_KEY_PARAMS",
-    "HASHED_WRITE_PARAMS",
-    "KEY_PARAMS",
-    "WRITE_PARAMS",
+    "CompiledStatements",
     "Statements",
     "checkpoint_from_row",
+    "compile_statements",
     "corrupt_row_error",
-    "key_params",
     "record_from_row",
-    "select_sequence_numbers",
     "statements_for",
-    "write_params",
-    "write_values",
-    "write_values_hashed",
 ]
-
-KEY_PARAMS = ("p_namespace", "p_name", "p_consumer_group", "p_partition_id")
-"""Names of the bound key values, in key order (a prefix of them filters ``list``)."""
-
-WRITE_PARAMS = (*KEY_PARAMS, "p_offset", "p_sequence_number", "p_enqueue_time")
-"""Names of the bound values of an upsert, in the order :func:`write_values` returns them."""
-
-HASHED_WRITE_PARAMS = ("p_key_hash", *WRITE_PARAMS)
-"""The bound values of an upsert where the table is keyed on ``key_hash`` (MySQL)."""
-
-HASHED_KEY_PARAMS = ("p_key_hash",)
-"""The bound value naming a whole key where the table is keyed on ``key_hash`` (MySQL)."""
-
-
-_CHECKPOINT_NAMES = ("stream_offset", "sequence_number", "enqueue_time")
 
 
 @dataclass(frozen=True)
 class Statements:
-    """Every statement a persister runs, for one database.
-
-    Upserts take :attr:`write_params`; the others take the first ``n`` of :data:`KEY_PARAMS`.
-    """
-
-    write_params: tuple[str, ...]
-    """The upserts' bound values, in the order :attr:`write_values` returns them."""
-
-    write_values: Callable[[PartitionKey, Checkpoint], tuple[Any, ...]]
-    """The values of an upsert for a key and a checkpoint."""
-
-    key_names: tuple[str, ...]
-    """The bound values of the statements that name a whole key (``select_checkpoint``,
-    ``select_records[4]``, ``select_keys[4]``, ``delete_partition``): :data:`KEY_PARAMS`, or
-    :data:`HASHED_KEY_PARAMS` where the table is keyed on ``key_hash``."""
-
-    key_values: Callable[[Sequence[str]], tuple[Any, ...]]
-    """The values of :attr:`key_names` for a whole key."""
+    """Every statement a persister runs, for one database, as SQLAlchemy constructs."""
 
     upsert: sa.Insert
     """Insert or overwrite one checkpoint; row count 1."""
@@ -92,155 +56,122 @@ class Statements:
     """The checkpoint columns of one key."""
 
     select_records: tuple[sa.Select[Any], ...]
-    """Whole rows whose key starts with the first ``n`` components, indexed by ``n`` (0-4)."""
-
-    select_keys: tuple[sa.Select[Any], ...]
-    """Only the key columns, indexed like :attr:`select_records`."""
+    """Whole rows whose key starts with the first ``n`` components, indexed by ``n`` (0-3)."""
 
     delete_group: sa.Delete
     """Delete every partition of one consumer group (three key values)."""
 
     delete_partition: sa.Delete
-    """Delete one partition's checkpoint (four key values)."""
-
-    def params(self, key: Sequence[str]) -> dict[str, Any]:
-        """The bound parameters of a statement naming ``key``, a whole key or a prefix."""
-        if len(key) == len(KEY_PARAMS):
-            return dict(zip(self.key_names, self.key_values(key), strict=True))
-        return key_params(key)
+    """Delete one partition's checkpoint (the dialect's key values)."""
 
 
-def _key_filter(dialect: Dialect, length: int) -> list[sa.ColumnElement[bool]]:
-    """``WHERE`` conditions for the first ``length`` key components, bound as KEY_PARAMS.
+@dataclass(frozen=True)
+class CompiledStatements:
+    """:class:`Statements` as the driver's SQL text for one engine and schema."""
 
-    A whole key on a table keyed on ``key_hash`` is found by the hash, bound as computed in
-    Python: the same bytes the write stored, whatever the connection's character set.
-    """
-    if length == len(KEY_PARAMS) and dialect.hashed_key:
-        key_hash_column = dialect.table.c.key_hash
-        return [key_hash_column == sa.bindparam(HASHED_KEY_PARAMS[0], type_=key_hash_column.type)]
-    columns = [dialect.table.c[name] for name in KEY_COLUMN_NAMES[:length]]
-    return [
-        column == sa.bindparam(param) for column, param in zip(columns, KEY_PARAMS, strict=False)
-    ]
-
-
-def _upserts(dialect: Dialect) -> tuple[sa.Insert, sa.Insert]:
-    table = dialect.table
-    names = (*KEY_COLUMN_NAMES, *_CHECKPOINT_NAMES)
-    values: dict[str, Any] = {
-        name: sa.bindparam(param, type_=table.c[name].type)
-        for name, param in zip(names, WRITE_PARAMS, strict=True)
-    }
-    if dialect.hashed_key:
-        values = {"key_hash": sa.bindparam("p_key_hash", type_=table.c.key_hash.type), **values}
-    upsert, monotonic = dialect.upserts(values)
-    # The row count is the monotonic verdict; SQLAlchemy with psycopg reports -1 without this.
-    return (
-        upsert.execution_options(preserve_rowcount=True),
-        monotonic.execution_options(preserve_rowcount=True),
-    )
+    upsert: str
+    upsert_monotonic: str
+    select_checkpoint: str
+    select_records: tuple[str, ...]
+    delete_group: str
+    delete_partition: str
 
 
 @functools.cache
 def statements_for(dialect: Dialect) -> Statements:
     """Build (once per database) every statement a persister runs."""
     table = dialect.table
+    names = (*KEY_COLUMN_NAMES, *CHECKPOINT_COLUMN_NAMES)
+    values = {
+        name: sa.bindparam(param, type_=table.c[name].type)
+        for name, param in zip(names, WRITE_PARAMS, strict=True)
+    }
+    upsert, upsert_monotonic = dialect.upserts(values)
     key_columns = [table.c[name] for name in KEY_COLUMN_NAMES]
-    checkpoint_columns = [table.c[name] for name in _CHECKPOINT_NAMES]
-    upsert, upsert_monotonic = _upserts(dialect)
+    checkpoint_columns = [table.c[name] for name in CHECKPOINT_COLUMN_NAMES]
     records = sa.select(*key_columns, *checkpoint_columns, table.c.updated_at)
-    keys = sa.select(*key_columns)
-    hashed = dialect.hashed_key
     return Statements(
-        write_params=HASHED_WRITE_PARAMS if hashed else WRITE_PARAMS,
-        write_values=write_values_hashed if hashed else write_values,
-        key_names=HASHED_KEY_PARAMS if hashed else KEY_PARAMS,
-        key_values=_hashed_key_values if hashed else tuple,
         upsert=upsert,
         upsert_monotonic=upsert_monotonic,
-        select_checkpoint=sa.select(*checkpoint_columns).where(*_key_filter(dialect, 4)),
-        select_records=tuple(records.where(*_key_filter(dialect, n)) for n in range(5)),
-        select_keys=tuple(keys.where(*_key_filter(dialect, n)) for n in range(5)),
-        delete_group=sa.delete(table).where(*_key_filter(dialect, 3)),
-        delete_partition=sa.delete(table).where(*_key_filter(dialect, 4)),
+        select_checkpoint=sa.select(*checkpoint_columns).where(*dialect.key_filter(4)),
+        select_records=tuple(records.where(*dialect.key_filter(n)) for n in range(4)),
+        delete_group=sa.delete(table).where(*dialect.key_filter(3)),
+        delete_partition=sa.delete(table).where(*dialect.key_filter(4)),
     )
 
 
-def select_sequence_numbers(dialect: Dialect, count: int) -> tuple[sa.Select[Any], list[str]]:
-    """``(key_hash, sequence_number)`` of ``count`` keys by their hashes, and the bound names.
+def compile_statements(
+    dialect: Dialect, engine_dialect: sa.Dialect, schema: str | None
+) -> CompiledStatements:
+    """The statements of ``dialect`` as SQL text for an engine of ``engine_dialect``, with
+    the table in ``schema`` (``None``: the default one)."""
+    statements = statements_for(dialect)
+    target = dialect.compile_dialect(engine_dialect)
+    translate = {None: schema} if schema is not None else None
 
-    Only for a table keyed on ``key_hash``: how a monotonic batch reads back, in one query,
-    what it left in place.
-    """
-    column = dialect.table.c.key_hash
-    names = [f"p_key_hash_{i}" for i in range(count)]
-    hashes = [sa.bindparam(name, type_=column.type) for name in names]
-    return sa.select(column, dialect.table.c.sequence_number).where(column.in_(hashes)), names
+    def text(statement: sa.ClauseElement, params: Sequence[str] | None) -> str:
+        compiled = cast(
+            SQLCompiler,
+            statement.compile(
+                dialect=target,
+                schema_translate_map=translate,
+                render_schema_translate=translate is not None,
+            ),
+        )
+        order = tuple(compiled.positiontup or ())
+        if params is not None and order != tuple(params):  # pragma: no cover - a coding error
+            raise AssertionError(f"{statement} binds {order}, not {tuple(params)}")
+        return compiled.string
 
-
-# -- parameter mapping ----------------------------------------------------------------------
-
-
-def write_values(key: PartitionKey, checkpoint: Checkpoint) -> tuple[Any, ...]:
-    """The values of an upsert, in :data:`WRITE_PARAMS` order."""
-    return (*key, checkpoint.offset, checkpoint.sequence_number, checkpoint.enqueue_time)
-
-
-def write_values_hashed(key: PartitionKey, checkpoint: Checkpoint) -> tuple[Any, ...]:
-    """The values of an upsert, in :data:`HASHED_WRITE_PARAMS` order."""
-    return (
-        key_hash(key),
-        *key,
-        checkpoint.offset,
-        checkpoint.sequence_number,
-        checkpoint.enqueue_time,
+    return CompiledStatements(
+        upsert=text(statements.upsert, dialect.upsert_params),
+        upsert_monotonic=text(statements.upsert_monotonic, dialect.upsert_params),
+        select_checkpoint=text(statements.select_checkpoint, dialect.key_params),
+        select_records=tuple(
+            text(statement, KEY_PARAMS[:n]) for n, statement in enumerate(statements.select_records)
+        ),
+        delete_group=text(statements.delete_group, KEY_PARAMS[:3]),
+        delete_partition=text(statements.delete_partition, dialect.key_params),
     )
-
-
-def write_params(key: PartitionKey, checkpoint: Checkpoint) -> dict[str, Any]:
-    """The bound parameters of an upsert, by name."""
-    return dict(zip(WRITE_PARAMS, write_values(key, checkpoint), strict=True))
-
-
-def key_params(key: Sequence[str]) -> dict[str, str]:
-    """The bound parameters naming a key prefix (namespace, name, ...), or a whole key where the
-    table is keyed on the four columns (see :meth:`Statements.params`)."""
-    return dict(zip(KEY_PARAMS, key, strict=False))
-
-
-def _hashed_key_values(key: Sequence[str]) -> tuple[Any, ...]:
-    return (key_hash(key),)
 
 
 # -- row mapping ----------------------------------------------------------------------------
 
+TimeReader = Callable[[Any], datetime]
+"""A dialect's ``timestamp.from_db``: the driver's value of a timestamp as an aware datetime."""
 
-def checkpoint_from_row(row: Sequence[Any], key: PartitionKey, source: str) -> Checkpoint:
-    """Turn ``(stream_offset, sequence_number, enqueue_time)`` into a :class:`Checkpoint`.
+
+def checkpoint_from_row(
+    row: Sequence[Any], key: PartitionKey, source: str, from_db: TimeReader
+) -> Checkpoint:
+    """Turn the driver's ``(stream_offset, sequence_number, enqueue_time)`` into a
+    :class:`Checkpoint`.
 
     A stored value that isn't a valid checkpoint raises
     :class:`~streamcheckpoint.errors.CorruptCheckpointError` naming the key and ``source``.
     """
     offset, sequence_number, enqueue_time = row
     try:
-        return Checkpoint(offset, sequence_number, enqueue_time)
-    except (TypeError, ValueError) as exc:
+        when = None if enqueue_time is None else from_db(enqueue_time)
+        return Checkpoint(offset, sequence_number, when)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise corrupt_row_error(key, source, exc) from exc
 
 
-def record_from_row(row: Sequence[Any], source: str) -> CheckpointRecord:
-    """Turn a row of :attr:`Statements.select_records` into a :class:`CheckpointRecord`."""
+def record_from_row(row: Sequence[Any], source: str, from_db: TimeReader) -> CheckpointRecord:
+    """Turn the driver's row of :attr:`Statements.select_records` into a record."""
     key = PartitionKey(*row[:4])
-    return CheckpointRecord(key, checkpoint_from_row(row[4:7], key, source), row[7])
+    checkpoint = checkpoint_from_row(row[4:7], key, source, from_db)
+    try:
+        updated_at = from_db(row[7])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise corrupt_row_error(key, source, exc) from exc
+    return CheckpointRecord(key, checkpoint, updated_at)
 
 
-def corrupt_row_error(
-    key: PartitionKey | None, source: str, cause: Exception
-) -> CorruptCheckpointError:
-    """The error for a stored row (of ``key``, if known) that can't be read."""
-    which = f"the stored checkpoint for {key.describe()}" if key is not None else "a stored row"
+def corrupt_row_error(key: PartitionKey, source: str, cause: Exception) -> CorruptCheckpointError:
+    """The error for the stored row of ``key`` that can't be read."""
     return CorruptCheckpointError(
-        f"{which} in {source} can't be read: {cause}. "
+        f"the stored checkpoint for {key.describe()} in {source} can't be read: {cause}. "
         "Fix or delete that row; it was not written by streamcheckpoint."
     )

@@ -21,6 +21,7 @@ supports are accepted. ``schema=`` puts the table *and* the version table in tha
 from __future__ import annotations
 
 import io
+import logging
 import re
 import shlex
 import threading
@@ -31,17 +32,15 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 import sqlalchemy as sa
 
-from .errors import PersistConnectionError, SchemaError
-from .urls import mask_url
+from ..errors import PersistConnectionError, SchemaError
+from ..redaction import mask_url
+from .dialects import dialect_for_engine
+from .engine import open_engine, resolve_url
+from .schema import TABLE_NAME
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
-
-    from .sql.dialects import Dialect
-
-# The sql package imports this module (a persister migrates when it opens): what this module
-# needs from it is imported inside the functions.
 
 __all__ = [
     "HEAD_REVISION",
@@ -67,6 +66,8 @@ checks that it equals :func:`head`.
 """
 
 UrlOrEngine = str | sa.URL | sa.Engine
+
+logger = logging.getLogger(__name__)
 
 # Keys of Config.attributes that env.py reads when the API (not the alembic CLI) drives it.
 ATTR_CONNECTION: Final = "connection"
@@ -97,7 +98,7 @@ def script_location() -> Path:
     The copy shipped inside the package when it is installed from a wheel; otherwise (an
     editable install or a source checkout) the top-level ``migrations/`` directory.
     """
-    package_dir = Path(__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parent.parent
     shipped = package_dir / "_migrations"
     if (shipped / "env.py").is_file():
         return shipped
@@ -132,7 +133,7 @@ def history() -> list[Revision]:
 def current(url_or_engine: UrlOrEngine, *, schema: str | None = None) -> str | None:
     """Return the revision the database is at, or ``None`` when it has none of our tables."""
     with _engine_for(url_or_engine) as engine:
-        _dialect_of(engine).check_schema(schema, engine.url)
+        dialect_for_engine(engine).check_schema(schema, engine.url)
         return _read_revision(engine, schema)
 
 
@@ -153,7 +154,7 @@ def upgrade(
     if sql:
         return _offline(url_or_engine, schema, "upgrade", revision)
     with _engine_for(url_or_engine) as engine:
-        _dialect_of(engine).check_schema(schema, engine.url)
+        dialect_for_engine(engine).check_schema(schema, engine.url)
         _migrate_locked(engine, schema, "upgrade", _upgrade_to(engine, schema, revision))
     return None
 
@@ -176,7 +177,7 @@ def downgrade(
             revision = f"{head()}:{revision}"
         return _offline(url_or_engine, schema, "downgrade", revision)
     with _engine_for(url_or_engine) as engine:
-        _dialect_of(engine).check_schema(schema, engine.url)
+        dialect_for_engine(engine).check_schema(schema, engine.url)
         _migrate_locked(
             engine, schema, "downgrade", lambda conn: _run(conn, schema, "downgrade", revision)
         )
@@ -199,7 +200,7 @@ def ensure_schema(engine: sa.Engine, *, schema: str | None = None, migrate: bool
     """
     if not isinstance(engine, sa.Engine):
         raise TypeError(f"engine must be a sqlalchemy.Engine, not {type(engine).__name__}")
-    _dialect_of(engine).check_schema(schema, engine.url)
+    dialect_for_engine(engine).check_schema(schema, engine.url)
     found = _read_revision(engine, schema)
     if found == HEAD_REVISION:
         return
@@ -306,21 +307,12 @@ def _has_version_table(conn: sa.Connection, schema: str | None, cause: Exception
 @contextmanager
 def _engine_for(url_or_engine: UrlOrEngine) -> Iterator[sa.Engine]:
     """The caller's engine, or one made from the URL as a persister makes it (then disposed)."""
-    from .sql.engine import open_engine
-
     engine, _, created = open_engine(url_or_engine, {})
     try:
         yield engine
     finally:
         if created:
             engine.dispose()
-
-
-def _dialect_of(engine: sa.Engine) -> Dialect:
-    """The engine's :class:`~.sql.dialects.Dialect`; ``ValueError`` if it isn't supported."""
-    from .sql.dialects import dialect_for_engine
-
-    return dialect_for_engine(engine)
 
 
 @contextmanager
@@ -377,7 +369,7 @@ def take_migration_lock(conn: sa.Connection) -> None:
     nothing is migrated unlocked. Also used by ``env.py`` when the alembic command line runs
     the scripts.
     """
-    _dialect_of(conn.engine).take_migration_lock(conn)
+    dialect_for_engine(conn.engine).take_migration_lock(conn)
 
 
 def release_migration_lock(conn: sa.Connection) -> None:
@@ -388,12 +380,12 @@ def release_migration_lock(conn: sa.Connection) -> None:
     """
     if conn.closed or conn.invalidated:
         return
-    _dialect_of(conn.engine).release_migration_lock(conn)
+    dialect_for_engine(conn.engine).release_migration_lock(conn)
 
 
 def _check_schema_exists(conn: sa.Connection, engine: sa.Engine, schema: str | None) -> None:
     if schema is not None and not sa.inspect(conn).has_schema(schema):
-        create = _dialect_of(engine).create_schema_sql.format(schema)
+        create = dialect_for_engine(engine).create_schema_sql.format(schema)
         raise SchemaError(
             f"schema {schema!r} does not exist in {_describe(engine, None)}; create it first "
             f"({create}) or pass another schema"
@@ -419,9 +411,6 @@ def _upgrade_to(
 
 def _refuse_foreign_table(conn: sa.Connection, engine: sa.Engine, schema: str | None) -> None:
     """A ``checkpoints`` table without our revision is not ours to touch (or was made by hand)."""
-    # Imported here: the sql package (the persister) imports this module.
-    from .sql.schema import TABLE_NAME
-
     if sa.inspect(conn).has_table(TABLE_NAME, schema=schema):
         raise SchemaError(
             f"{_describe(engine, schema)} already has a table {TABLE_NAME!r} but no "
@@ -438,16 +427,22 @@ def _refuse_foreign_table(conn: sa.Connection, engine: sa.Engine, schema: str | 
 def _run(conn: sa.Connection, schema: str | None, command_name: str, revision: str) -> None:
     from alembic import command
 
+    before = _read_revision_in(conn, schema)
     config = _config({ATTR_CONNECTION: conn, ATTR_SCHEMA: schema})
     getattr(command, command_name)(config, revision)
+    logger.info(
+        "%s: %s from revision %s to %s",
+        _describe(conn.engine, schema),
+        command_name,
+        before or "none",
+        _read_revision_in(conn, schema) or "none",
+    )
 
 
 def _offline(
     url_or_engine: UrlOrEngine, schema: str | None, command_name: str, revision: str
 ) -> str:
     from alembic import command
-
-    from .sql.engine import resolve_url
 
     url, dialect = resolve_url(url_or_engine)
     dialect.check_schema(schema)  # offline: the URL need not name a database
@@ -489,7 +484,7 @@ def upgrade_commands(url: sa.URL, schema: str | None) -> str:
     schema_py = f", schema={schema!r}" if schema is not None else ""
     return (
         f"`streamcheckpoint --url {shlex.quote(shown)}{schema_cli} db upgrade`, or in Python "
-        f"`streamcheckpoint.migrations.upgrade({shown!r}{schema_py})`, or from a source "
+        f"`streamcheckpoint.sql.migrations.upgrade({shown!r}{schema_py})`, or from a source "
         f"checkout `alembic -c alembic.ini -x url={shlex.quote(shown)}{schema_x} upgrade head`"
     )
 

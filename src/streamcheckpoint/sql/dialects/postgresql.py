@@ -1,0 +1,101 @@
+"""PostgreSQL through psycopg 3: everything SQLPersister does differently there.
+
+An engine SQLPersister creates is pooled with ``pool_pre_ping``, so that after a server restart
+the next call gets a live connection. New connections get ``connect_timeout=10`` (seconds) and
+``application_name=streamcheckpoint`` unless the URL or ``connect_args`` say otherwise, and their
+session time zone is UTC whatever the server's, the role's or the URL's ``options`` say: psycopg
+converts ``timestamptz`` to the session's zone, where ``9999-12-31T23:00Z`` is past year 9999 in
+Tokyo and ``0001-01-01T01:00Z`` before year 1 in New York. (A caller's own engine is used as it
+is: give it a UTC session for such dates.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from ..schema import UTCTimestamp, keyed_table
+from .base import Failure, OnConflictDialect, PoolHook
+
+__all__ = ["PG_MIGRATION_LOCK_KEY", "PostgreSQLDialect"]
+
+PG_MIGRATION_LOCK_KEY = int.from_bytes(b"stckmigr", "big", signed=True)
+"""``pg_advisory_xact_lock`` key every streamcheckpoint process migrates under (an int64)."""
+
+# SQLSTATEs meaning the table or schema is not there (or not as the code expects).
+_SCHEMA_STATES = frozenset({"42P01", "42703", "3F000"})
+# Deadlock detected, serialization failure: the transaction was rolled back; run it again.
+_TRANSIENT_STATES = frozenset({"40P01", "40001"})
+# Operator intervention that ends the session: admin/crash shutdown, cannot connect now.
+_GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+class PostgreSQLDialect(OnConflictDialect):
+    """PostgreSQL through psycopg 3 (see the module documentation for the settings)."""
+
+    name = "postgresql"
+    driver = "psycopg"
+    url_example = "postgresql+psycopg://user:password@host:5432/dbname"
+    extra = "postgres"
+    # SQLAlchemy picks psycopg2 for the first and refuses the second.
+    bare_names = ("postgresql", "postgres")
+    table: ClassVar[sa.Table] = keyed_table(UTCTimestamp())
+    timestamp = UTCTimestamp
+
+    def insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table)
+
+    def clock(self) -> sa.ColumnElement[Any]:
+        return sa.func.now()
+
+    def configure(
+        self, url: sa.URL, options: dict[str, Any]
+    ) -> tuple[sa.URL, dict[str, Any], dict[str, PoolHook]]:
+        arguments = dict(options)
+        arguments.setdefault("pool_pre_ping", True)
+        defaults = {
+            name: value
+            for name, value in (("connect_timeout", 10), ("application_name", "streamcheckpoint"))
+            if name not in url.query
+        }
+        arguments["connect_args"] = {**defaults, **arguments.get("connect_args", {})}
+        return url, arguments, {"connect": _utc_session}
+
+    def take_migration_lock(self, connection: sa.Connection) -> None:
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_MIGRATION_LOCK_KEY)))
+
+    def is_transient(self, error: BaseException) -> bool:
+        return getattr(error, "sqlstate", None) in _TRANSIENT_STATES
+
+    def classify(self, error: BaseException) -> Failure:
+        import psycopg
+
+        sqlstate = getattr(error, "sqlstate", None)
+        if sqlstate in _SCHEMA_STATES:
+            return "schema"
+        if isinstance(error, psycopg.InterfaceError):
+            return "connection"
+        if isinstance(error, psycopg.OperationalError) and (
+            sqlstate is None or sqlstate[:2] in ("08", "28") or sqlstate in _GONE_STATES
+        ):
+            return "connection"
+        return "other"
+
+
+def _utc_session(connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    """Make a new session's time zone UTC.
+
+    A ``SET`` after connecting wins over any ``TimeZone`` in the libpq ``options`` (URL or
+    ``connect_args``) and leaves their other settings alone.
+    """
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    finally:
+        cursor.close()
+    # Outside autocommit the SET opened a transaction, whose rollback would undo it.
+    connection.commit()
