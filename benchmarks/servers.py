@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = [
+    "backend_pid",
     "copy_into",
     "pinned_with_backends",
     "postgres_admin",
@@ -92,14 +93,29 @@ def _first_line(error: BaseException) -> str:
     return text.strip().splitlines()[0]
 
 
+def backend_pid(backend: SQLPersister | psycopg.Connection[Any] | sa.Connection) -> int:
+    """The process id of the PostgreSQL backend serving ``backend``.
+
+    For a persister, that of its kept connection, which exists once a call has been made: the
+    read made here opens it if need be.
+    """
+    if isinstance(backend, SQLPersister):
+        backend.read("pin", "pin", "pin", "pin")
+        cursor = backend._connection._cursor
+        assert cursor is not None, "a persister keeps its connection after a call"
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchall()[0][0])
+    if isinstance(backend, sa.Connection):
+        return int(backend.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    return backend.info.backend_pid
+
+
 @contextlib.contextmanager
 def pinned_with_backends(
-    section: Section,
-    persisters: Iterable[SQLPersister],
-    connections: Iterable[psycopg.Connection[Any]] = (),
+    section: Section, backends: Iterable[SQLPersister | psycopg.Connection[Any] | sa.Connection]
 ) -> Iterator[None]:
-    """Run this thread and the PostgreSQL backends of the persisters' kept connections and of
-    ``connections`` on one CPU, for the block.
+    """Run this thread and the PostgreSQL backends of ``backends`` (persisters' kept
+    connections, psycopg and SQLAlchemy connections) on one CPU, for the block.
 
     On a small VM a query answered by a backend on the other core costs a cross-core wake-up
     each way: measured here, 30 us on the same core against 100 us across, and which core a
@@ -109,14 +125,7 @@ def pinned_with_backends(
     """
     before = os.sched_getaffinity(0)
     cpu = min(before)
-    pids = []
-    for persister in persisters:
-        persister.read("pin", "pin", "pin", "pin")  # the kept connection exists after a call
-        cursor = persister._writer._cursor
-        assert cursor is not None
-        cursor.execute("SELECT pg_backend_pid()")
-        pids.append(int(cursor.fetchall()[0][0]))
-    pids += [connection.info.backend_pid for connection in connections]
+    pids = [backend_pid(backend) for backend in backends]
     try:
         for pid in pids:
             os.sched_setaffinity(pid, {cpu})
@@ -125,9 +134,9 @@ def pinned_with_backends(
         yield
         return
     section.notes.append(
-        "PostgreSQL: this process and the backends of the raw connections and of the "
-        "persisters' kept connections run on one CPU for the write, batch and read rows (a "
-        "backend on the other core costs a cross-core wake-up per query, by luck); "
+        "PostgreSQL: this process and the backends of the compared connections (psycopg's, "
+        "SQLAlchemy's, the persisters' kept ones) run on one CPU for the write, batch and read "
+        "rows (a backend on the other core costs a cross-core wake-up per query, by luck); "
         "AsyncSQLPersister's worker threads and their connections are not pinned"
     )
     os.sched_setaffinity(0, {cpu})

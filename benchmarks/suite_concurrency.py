@@ -1,15 +1,14 @@
 """Several writer processes on one SQLite file: throughput, lock errors, the longest wait.
 
 Each writer process owns its share of the 32 partitions (as consumers do) and writes them
-round-robin through its own durable ``SQLPersister`` (which, on Linux, commits the writes that
-wait for it along with its own: group commit). The floor is one ``sqlite3`` writer doing as many
-writes alone, in this process. More groups of processes show where the limits are:
-SQLPersister with its write queue switched off (SQLite's busy handler alone), raw ``sqlite3``
-processes with and without a queue that only takes turns (what the machine allows any writer
-that commits its own writes), and the floor's
-own work done by one raw writer process through the same start/stop machinery (what the
-measuring arrangement itself costs). Rounds rotate them all; each group's processes start once
-and wait at a barrier between rounds, so start-up is not measured.
+round-robin through its own durable ``SQLPersister``; writers of one file wait for each other in
+SQLite's own busy handler, for at most ``busy_timeout``. The floor is one ``sqlite3`` writer doing
+as many writes alone, in this process. Two more groups give the context: as many raw ``sqlite3``
+processes with the same pragmas (what the machine allows any writer that commits its own writes
+and waits in the busy handler), and the floor's own work done by one raw writer process through
+the same start/stop machinery (what the measuring arrangement itself costs). Rounds rotate them
+all; each group's processes start once and wait at a barrier between rounds, so start-up is not
+measured.
 
 Every group also reports its CPU time (user + system, all its processes) and context switches
 per write: a write handed from one process to another costs a wake-up and a re-read of the
@@ -20,7 +19,6 @@ average before and after the rounds is printed with the table for that reason.
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import os
 import queue
@@ -37,6 +35,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 from streamcheckpoint import Checkpoint, PartitionKey, PersistError, SQLPersister
+from streamcheckpoint.sql.dialects.sqlite import SQLITE_BUSY_TIMEOUT_MS
 
 from .harness import MISSED, OK, Row, Section, Target, format_seconds
 from .workload import (
@@ -55,16 +54,16 @@ from .workload import (
 
 __all__ = ["run"]
 
-THROUGHPUT = Target(">=", 0.9)
-MAX_WAIT = Target("<=", 250, " ms")
+THROUGHPUT = Target(">=", 0.75)
+MAX_WAIT = Target("<=", SQLITE_BUSY_TIMEOUT_MS, " ms")
+"""No write waits longer than the documented ``busy_timeout`` (the default)."""
+P99 = Target("<=", 25, " ms")
 LOCK_ERRORS = Target("<=", 0, " errors")
 _TIMEOUT = 300.0
-QUEUED = "SQLPersister"
-UNQUEUED = "SQLPersister without its write queue"
-RAW_QUEUED = "raw sqlite3 + the same flock queue"
-RAW_UNQUEUED = "raw sqlite3 (busy handler only)"
+OURS = "SQLPersister"
+RAW = "raw sqlite3"
 RAW_ALONE = "raw sqlite3, the floor's work in a writer process"
-KINDS = (QUEUED, UNQUEUED, RAW_QUEUED, RAW_UNQUEUED, RAW_ALONE)
+KINDS = (OURS, RAW, RAW_ALONE)
 
 
 @dataclass(frozen=True)
@@ -79,44 +78,30 @@ class WorkerRound:
     """User + system seconds of the process during the round."""
     switches: int
     """Context switches of the process during the round (voluntary and involuntary)."""
-    shared: int
-    """Other processes' writes this process's transactions committed (group commit)."""
 
 
 class _RawWriter:
-    """``sqlite3`` with SQLPersister's pragmas, optionally queueing on a lock file like it."""
+    """``sqlite3`` with SQLPersister's pragmas: one autocommitted upsert per write."""
 
-    def __init__(self, path: str, queue: bool) -> None:
+    def __init__(self, path: str) -> None:
         self.connection = raw_sqlite(Path(path), make_schema=False)
-        self.fd = os.open(path + "-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC) if queue else None
 
     def write(self, *args: object) -> None:
         *key, cp = args
         assert isinstance(cp, Checkpoint)
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        try:
-            self.connection.execute(
-                SQLITE_UPSERT,
-                (*key, cp.offset, cp.sequence_number, sqlite_time_text(cp.enqueue_time)),
-            )
-        finally:
-            if self.fd is not None:
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.connection.execute(
+            SQLITE_UPSERT,
+            (*key, cp.offset, cp.sequence_number, sqlite_time_text(cp.enqueue_time)),
+        )
 
     def close(self) -> None:
         self.connection.close()
-        if self.fd is not None:
-            os.close(self.fd)
 
 
 def _open_writer(kind: str, path: str) -> SQLPersister | _RawWriter:
-    if kind in (RAW_QUEUED, RAW_UNQUEUED, RAW_ALONE):
-        return _RawWriter(path, kind == RAW_QUEUED)
-    persister = SQLPersister(sqlite_url(Path(path)))
-    if kind == UNQUEUED:
-        persister._writer._queue = None  # the A/B comparison only: SQLite's busy handler alone
-    return persister
+    if kind == OURS:
+        return SQLPersister(sqlite_url(Path(path)))
+    return _RawWriter(path)
 
 
 def _worker(
@@ -137,7 +122,6 @@ def _worker(
             waits: list[float] = []
             errors = 0
             cost = _Cost.now()
-            shared_before = _shared_writes(writer)
             start = time.perf_counter()
             for j in range(writes):
                 key = PartitionKey(NAMESPACE, HUB, GROUP, str(partitions[j % len(partitions)]))
@@ -150,17 +134,11 @@ def _worker(
                 waits.append(time.perf_counter() - began)
             end = time.perf_counter()
             cpu, switches = cost.since()
-            shared = _shared_writes(writer) - shared_before
-            results.put(WorkerRound(start, end, waits, errors, cpu, switches, shared))
+            results.put(WorkerRound(start, end, waits, errors, cpu, switches))
     except threading.BrokenBarrierError:
         pass  # the run was interrupted
     finally:
         writer.close()
-
-
-def _shared_writes(writer: SQLPersister | _RawWriter) -> int:
-    queue = writer._writer._queue if isinstance(writer, SQLPersister) else None
-    return 0 if queue is None else queue.shared_writes
 
 
 @dataclass(frozen=True)
@@ -208,7 +186,6 @@ class Group:
     times: list[float] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
     errors: int = 0
-    shared: int = 0
     costs: Costs = field(default_factory=Costs)
 
     @classmethod
@@ -249,7 +226,6 @@ class Group:
             self.times.append(max(r.end for r in reports) - min(r.start for r in reports))
             self.waits += [w for r in reports for w in r.waits]
             self.errors += sum(r.errors for r in reports)
-            self.shared += sum(r.shared for r in reports)
             self.costs.add(sum(r.cpu for r in reports), sum(r.switches for r in reports))
 
     def stop(self) -> None:
@@ -263,7 +239,7 @@ class Group:
 
 
 def run(ctx: Context) -> None:
-    """Rotate rounds of the queued writers, the unqueued writers and one raw writer."""
+    """Rotate rounds of every group and of the floor, one raw writer in this process."""
     settings = ctx.settings
     processes, writes = settings.writer_processes, settings.writes_per_process
     total = processes * writes
@@ -319,23 +295,23 @@ def run(ctx: Context) -> None:
         if name == RAW_ALONE:
             _report_throughput(section, case, label, total, raw_times, group)
         else:
-            _report(section, case, label, total, raw_times, group, name == QUEUED)
+            _report(section, case, label, total, raw_times, group, name == OURS)
     section.rows.append(_cost_row(case, floor_label, total, raw_costs, None))
     section.rows += [
         _cost_row(case, f"{len(group.processes)} x {name}", total, group.costs, raw_costs)
         for name, group in groups.items()
     ]
     section.notes += [
-        "the write queue: SQLPersister holds an flock on '<database>-lock' around each write "
-        "transaction, so waiting writers sleep in the kernel and wake when it is released "
-        "instead of polling with SQLite's busy handler (1, 2, 5, ... 100 ms sleeps); on Linux a "
-        "single write that finds the queue taken posts itself in '<database>-mailbox' and the "
-        "next holder commits it with its own (group commit: one fsync for several processes' "
-        "writes). The raw sqlite3 groups take turns only",
+        "every writer commits its own writes; one that finds another's write transaction in "
+        "progress waits in SQLite's busy handler (busy_timeout=5000 ms, SQLPersister's "
+        "default), which sleeps and tries again (1, 2, 5, 10, ... up to 100 ms between tries), "
+        "so the waits are uneven: the longest single write is judged against busy_timeout, the "
+        "99th percentile against 25 ms. The raw sqlite3 group does the same with the same "
+        "pragmas",
         "CPU time (user + system) and context switches per write: all of a group's processes; "
         "the ratio is the CPU time's to the floor's. A write handed to another process costs a "
         "wake-up and a re-read of the pages it changed, so when other work takes the cores the "
-        "queued groups, which hand most writes to another process, lose throughput first "
+        "groups of several processes lose throughput first "
         f"(1-minute load average {load_before:.1f} before the rounds, {load_after:.1f} after, "
         f"on {os.cpu_count()} cores)",
     ]
@@ -405,7 +381,12 @@ def _report(
             format_seconds(worst),
             **judged(MAX_WAIT, worst * 1e3),
         ),
-        Row(case, f"{label}: 99th percentile write", format_seconds(p99)),
+        Row(
+            case,
+            f"{label}: 99th percentile write",
+            format_seconds(p99),
+            **judged(P99, p99 * 1e3),
+        ),
         Row(
             case,
             f"{label}: failed writes (locked, ...)",
@@ -413,13 +394,6 @@ def _report(
             **judged(LOCK_ERRORS, group.errors),
         ),
     ]
-    if group.shared:
-        share = group.shared / len(group.waits)
-        section.rows.append(
-            Row(
-                case, f"{label}: writes committed by another process (group commit)", f"{share:.0%}"
-            )
-        )
 
 
 def _throughput_ratio(raw_times: list[float], group: Group) -> float:

@@ -15,6 +15,8 @@ from .servers import (
     postgres_schema,
     psycopg_connect,
 )
+from .sqlalchemy_paths import EXEC_DRIVER_SQL, EXECUTE, SQLAlchemyPaths
+from .sqlalchemy_paths import NOTE as SQLALCHEMY_NOTE
 from .workload import (
     ASYNC_NOTE,
     COLUMNS,
@@ -50,6 +52,7 @@ def run(ctx: Context) -> None:
     ours_schema = postgres_schema(ctx, admin, "bench_ours")
     guarded_schema = postgres_schema(ctx, admin, "bench_monotonic")
     async_schema = postgres_schema(ctx, admin, "bench_async")
+    sqlalchemy_schema = postgres_schema(ctx, admin, "bench_sqlalchemy")
     loop = suite_event_loop(ctx)
     aio = open_async(ctx, loop, AsyncSQLPersister(admin.url, schema=async_schema))
     ours = SQLPersister(admin.url, schema=ours_schema)
@@ -57,6 +60,7 @@ def run(ctx: Context) -> None:
     guarded = SQLPersister(admin.url, schema=guarded_schema, monotonic=True)
     ctx.cleanup.callback(guarded.close)
     contenders = OurContenders(plan, ours, guarded, aio, loop)
+    sqlalchemy = SQLAlchemyPaths.open(ctx, plan, SQLPersister(admin.url, schema=sqlalchemy_schema))
     autocommit = psycopg_connect(ctx, autocommit=True)
     in_transaction = psycopg_connect(ctx, autocommit=False)
     upsert = pg_upsert_sql(raw_schema)
@@ -69,7 +73,8 @@ def run(ctx: Context) -> None:
         in_transaction.execute(upsert, values(i))
         in_transaction.commit()
 
-    with pinned_with_backends(section, (ours, guarded), (autocommit, in_transaction)):
+    backends = (ours, guarded, autocommit, in_transaction, *sqlalchemy.connections)
+    with pinned_with_backends(section, backends):
         compare(
             ctx,
             section,
@@ -78,6 +83,7 @@ def run(ctx: Context) -> None:
                 "psycopg autocommit (floor)": lambda i: autocommit.execute(upsert, values(i)),
                 "psycopg, BEGIN ... COMMIT per write": write_in_transaction,
                 **contenders.writes(),
+                **sqlalchemy.writes(),
             },
             calls=settings.writes,
             targets={
@@ -85,6 +91,8 @@ def run(ctx: Context) -> None:
                 "SQLPersister": Target("<=", 1.2),
                 "SQLPersister(monotonic=True)": None,
                 "AsyncSQLPersister": None,
+                EXECUTE: None,
+                EXEC_DRIVER_SQL: None,
             },
         )
 
@@ -125,9 +133,15 @@ def run(ctx: Context) -> None:
                     read, plan.writes[i][0]
                 ).fetchone(),
                 **contenders.reads(),
+                **sqlalchemy.reads(),
             },
             calls=settings.writes,
-            targets={"SQLPersister.read": Target("<=", 2.0), "AsyncSQLPersister.read": None},
+            targets={
+                "SQLPersister.read": Target("<=", 1.5),
+                "AsyncSQLPersister.read": None,
+                EXECUTE: None,
+                EXEC_DRIVER_SQL: None,
+            },
         )
 
     for schema in (raw_schema, ours_schema):
@@ -149,3 +163,4 @@ def run(ctx: Context) -> None:
         targets={"SQLPersister.list": None},
     )
     section.notes.append(ASYNC_NOTE)
+    section.notes.append(SQLALCHEMY_NOTE)

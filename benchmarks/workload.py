@@ -25,6 +25,7 @@ from .harness import Operation, Report, Settings
 
 __all__ = [
     "ASYNC_NOTE",
+    "BATCH_GROUP",
     "COLUMNS",
     "GROUP",
     "GROUP_MATCH",
@@ -41,6 +42,7 @@ __all__ = [
     "Context",
     "OurContenders",
     "Plan",
+    "batch_sources",
     "checkpoint",
     "fill_sqlite",
     "group_items",
@@ -147,6 +149,18 @@ class Plan:
             for b in range(settings.operations(settings.batches))
         ]
         return cls(writes, batches)
+
+
+def batch_sources(plan: Plan) -> list[list[tuple[str, str, int, datetime | None]]]:
+    """Each of ``plan.batches`` as the plain values a caller builds its checkpoints from:
+    ``(partition id, offset, sequence number, aware enqueue time)`` per checkpoint."""
+    return [
+        [
+            (key.partition_id, cp.offset, cp.sequence_number, cp.enqueue_time)
+            for key, cp in batch.items()
+        ]
+        for batch in plan.batches
+    ]
 
 
 @dataclass
