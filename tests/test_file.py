@@ -12,6 +12,8 @@ import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -33,10 +35,11 @@ from streamcheckpoint import (
     PartitionKey,
     PersistError,
 )
-from streamcheckpoint.file import Layout
+from streamcheckpoint import file as file_module
 from streamcheckpoint.filenames import (
     LOCK_NAME,
     TEMP_PREFIX,
+    Layout,
     decode_name,
     encode_name,
     go_file_name,
@@ -415,7 +418,9 @@ def test_unreadable_checkpoint_file_raises_naming_the_path(
 
 
 @pytest.mark.parametrize("layout", ["nested", "go"])
-def test_temp_files_are_ignored_and_old_ones_cleaned(tmp_path: Path, layout: Layout) -> None:
+def test_temp_files_are_ignored_and_old_ones_cleaned(
+    tmp_path: Path, layout: Layout, caplog: pytest.LogCaptureFixture
+) -> None:
     with FilePersister(tmp_path, layout=layout) as persister:
         persister.write(*KEY, Checkpoint("1", 1))
     folder = tmp_path.joinpath(*nested_path(KEY)).parent if layout == "nested" else tmp_path
@@ -425,9 +430,15 @@ def test_temp_files_are_ignored_and_old_ones_cleaned(tmp_path: Path, layout: Lay
     an_hour_ago = time.time() - 3600
     os.utime(old, (an_hour_ago, an_hour_ago))
 
-    with FilePersister(tmp_path, layout=layout) as persister:
+    with (
+        caplog.at_level("INFO", logger="streamcheckpoint"),
+        FilePersister(tmp_path, layout=layout) as persister,
+    ):
         assert not old.exists()
         assert fresh.exists()  # another process may be writing it
+        assert [r.getMessage() for r in caplog.records] == [
+            f"removed {old}, a temporary file a crashed writer left"
+        ]
         assert [r.key.partition_id for r in persister.list()] == ["0"]
         assert persister.read(*KEY) == Checkpoint("1", 1)
 
@@ -572,6 +583,60 @@ def test_a_planted_lock_file_is_refused_and_never_followed(
         assert persister.read(*KEY) == Checkpoint("2", 2)
     assert lock.is_file()
     assert not lock.is_symlink()
+
+
+@pytest.mark.parametrize("layout", ["nested", "go"])
+def test_a_fifo_where_a_checkpoint_belongs_is_corrupt_and_never_waited_on(
+    tmp_path: Path, layout: Layout
+) -> None:
+    with FilePersister(tmp_path, layout=layout) as persister:
+        persister.write(*KEY, Checkpoint("1", 1))
+        [path] = [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        path.unlink()
+        os.mkfifo(path)
+        started = time.monotonic()
+        with pytest.raises(CorruptCheckpointError, match=rf"{re.escape(str(path))}.*a FIFO"):
+            persister.read(*KEY)
+        assert time.monotonic() - started < 5
+        assert persister.list() == []  # list skips what isn't a regular file
+        path.unlink()
+        persister.write(*KEY, Checkpoint("2", 2))
+        assert persister.read(*KEY) == Checkpoint("2", 2)
+
+
+def test_a_monotonic_write_waits_for_a_stopped_lock_holder_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process stopped while it holds the lock (SIGSTOP, a debugger) makes our monotonic
+    write fail after LOCK_TIMEOUT_SECONDS, never hang; once it is gone, writes go on."""
+    monkeypatch.setattr(file_module, "LOCK_TIMEOUT_SECONDS", 0.5)
+    with FilePersister(tmp_path, monotonic=True) as persister:
+        persister.write(*KEY, Checkpoint("1", 1))
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+                "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+                "os.kill(os.getpid(), 19); time.sleep(60)",  # 19: SIGSTOP, holding the lock
+                str(tmp_path / LOCK_NAME),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == "held\n"
+            started = time.monotonic()
+            with pytest.raises(PersistError, match=r"waited 0.5 s for the lock file"):
+                _write_with_a_time_limit(persister, Checkpoint("2", 2))
+            assert 0.5 <= time.monotonic() - started < 5
+            assert persister.read(*KEY) == Checkpoint("1", 1)
+        finally:
+            holder.kill()
+            holder.communicate()
+        persister.write(*KEY, Checkpoint("2", 2))
+        assert persister.read(*KEY) == Checkpoint("2", 2)
 
 
 # -- concurrency -------------------------------------------------------------------------------

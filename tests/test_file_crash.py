@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamcheckpoint import Checkpoint, FilePersister, PartitionKey
-from streamcheckpoint.file import Layout
-from streamcheckpoint.filenames import TEMP_PREFIX
+from streamcheckpoint.filenames import TEMP_PREFIX, Layout
 
 WRITER = str(Path(__file__).with_name("_file_writer.py"))
 PARTITION_IDS = {"0", "1", "2", "3"}

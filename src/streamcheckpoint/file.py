@@ -24,7 +24,7 @@ Needs a POSIX system (``fcntl`` and ``dir_fd`` support); importing the module wo
 from __future__ import annotations
 
 import builtins
-import functools
+import logging
 import os
 import secrets
 import stat
@@ -34,9 +34,8 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal, NamedTuple, TypeAlias
+from typing import TypeAlias
 
 from .checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from .errors import CorruptCheckpointError, PersistError
@@ -44,34 +43,43 @@ from .filenames import (
     JSON_SUFFIX,
     LOCK_NAME,
     TEMP_PREFIX,
-    _go_key,
-    _go_prefix,
-    _join_chunks,
-    _nested_dirs,
-    _refuse_shared_go_files,
-    _valid_key,
-    go_file_name,
-    nested_path,
+    FileTarget,
+    Layout,
+    check_layout,
+    file_target,
+    go_key,
+    go_prefix,
+    join_chunks,
+    nested_dirs,
+    refuse_shared_go_files,
+    valid_key,
+)
+from .fsops import (
+    DIR_FLAGS,
+    SAFE_OPEN,
+    Kind,
+    entry_kind,
+    make_durable_dirs,
+    open_subdir,
+    read_all,
+    utc_from_ns,
+    write_all,
 )
 from .persister import BasePersister, check_monotonic
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["FilePersister", "Layout"]
+__all__ = ["FilePersister"]
 
-Layout = Literal["nested", "go"]
-_Kind = Literal["dir", "file", "other"]
+logger = logging.getLogger(__name__)
+
 
 STALE_TEMP_SECONDS = 600.0
 """Temporary files older than this are left over from a crash and removed by the constructor."""
 
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_DIR_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC
-_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | _O_NOFOLLOW | _O_CLOEXEC
-"""The lock file is only ever locked, never read or written: ``O_NONBLOCK`` costs nothing."""
+LOCK_TIMEOUT_SECONDS = 5.0
+"""How long a monotonic write waits for the lock file before it fails (nothing written)."""
 _NOT_REGULAR = {
     stat.S_IFLNK: "a symbolic link",
     stat.S_IFDIR: "a directory",
@@ -80,13 +88,6 @@ _NOT_REGULAR = {
 }
 _MAX_OPEN_DIRS = 64
 """Directory descriptors kept open between the two phases of one ``write_many``."""
-
-
-class _Target(NamedTuple):
-    """Where one checkpoint lives: a directory (names below the root) and a file name in it."""
-
-    directory: tuple[str, ...]
-    file: str
 
 
 @dataclass(slots=True)
@@ -130,11 +131,11 @@ class FilePersister(BasePersister):
         super().__init__(monotonic=monotonic)
         if sys.platform == "win32":
             raise NotImplementedError("FilePersister needs a POSIX system (fcntl, dir_fd)")
-        self.layout: Layout = _check_layout(layout)
+        self.layout: Layout = check_layout(layout)
         self._root = os.path.abspath(os.fspath(directory))
         self._thread_lock = threading.Lock()
         try:
-            _make_durable_dirs(self._root)
+            make_durable_dirs(self._root)
         except OSError as exc:
             raise self._os_error("create the checkpoint directory", (), exc) from exc
         self._remove_stale_temp_files()
@@ -158,7 +159,7 @@ class FilePersister(BasePersister):
     def _write_many(self, pairs: builtins.list[tuple[PartitionKey, Checkpoint]]) -> None:
         targets = [self._target(key) for key, _ in pairs]
         if self.layout == "go":
-            _refuse_shared_go_files([key for key, _ in pairs], [t.file for t in targets])
+            refuse_shared_go_files([key for key, _ in pairs], [t.file for t in targets])
         with self._locked():
             if self.monotonic:
                 for (key, checkpoint), target in zip(pairs, targets, strict=True):
@@ -173,7 +174,7 @@ class FilePersister(BasePersister):
         records: builtins.list[CheckpointRecord] = []
         with closing(self._files(prefix)) as found:
             for directory, dir_fd, name, key in found:
-                record = self._read_record(dir_fd, _Target(directory, name), key)
+                record = self._read_record(dir_fd, FileTarget(directory, name), key)
                 if record is not None:  # None: deleted since the directory was listed
                     records.append(record)
         return records
@@ -184,25 +185,15 @@ class FilePersister(BasePersister):
         group = (namespace, name, consumer_group)
         if partition_id is not None:
             return self._delete_one(self._target(PartitionKey(*group, partition_id)))
-        count = 0
         with closing(self._files(group)) as found:
-            for directory, dir_fd, file, _key in found:
-                try:
-                    os.unlink(file, dir_fd=dir_fd)
-                    os.fsync(dir_fd)
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:
-                    raise self._os_error("delete", (*directory, file), exc) from exc
-                count += 1
-        return count
+            return sum(
+                self._unlink(fd, FileTarget(directory, file)) for directory, fd, file, _ in found
+            )
 
     # -- paths and errors ------------------------------------------------------------------
 
-    def _target(self, key: PartitionKey) -> _Target:
-        if self.layout == "go":
-            return _Target((), go_file_name(key))
-        return _nested_target(key)
+    def _target(self, key: PartitionKey) -> FileTarget:
+        return file_target(key, self.layout)
 
     def _path(self, segments: Sequence[str]) -> str:
         return os.path.join(self._root, *segments)
@@ -215,7 +206,7 @@ class FilePersister(BasePersister):
 
     def _open_root(self) -> int:
         try:
-            return os.open(self._root, _DIR_FLAGS)
+            return os.open(self._root, DIR_FLAGS)
         except FileNotFoundError as exc:
             raise PersistError(
                 f"the checkpoint directory {self._root!r} no longer exists; its checkpoints "
@@ -233,7 +224,7 @@ class FilePersister(BasePersister):
         fd = self._open_root()
         for depth, segment in enumerate(segments):
             try:
-                child = _open_subdir(fd, segment, create=create)
+                child = open_subdir(fd, segment, create=create)
             except OSError as exc:
                 raise self._os_error("open the directory", segments[: depth + 1], exc) from exc
             finally:
@@ -245,7 +236,7 @@ class FilePersister(BasePersister):
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _read_checkpoint(self, key: PartitionKey, target: _Target) -> Checkpoint | None:
+    def _read_checkpoint(self, key: PartitionKey, target: FileTarget) -> Checkpoint | None:
         dir_fd = self._open_dir(target.directory, create=False)
         if dir_fd is None:
             return None
@@ -256,18 +247,16 @@ class FilePersister(BasePersister):
         return None if record is None else record.checkpoint
 
     def _read_record(
-        self, dir_fd: int, target: _Target, key: PartitionKey
+        self, dir_fd: int, target: FileTarget, key: PartitionKey
     ) -> CheckpointRecord | None:
         """Read ``target.file`` in ``dir_fd``; ``None`` if it doesn't exist."""
         path = (*target.directory, target.file)
         try:
-            fd = os.open(target.file, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=dir_fd)
+            fd = self._open_regular(dir_fd, path, os.O_RDONLY, CorruptCheckpointError)
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise self._os_error("open the checkpoint file", path, exc) from exc
         try:
-            data = _read_all(fd)
+            data = read_all(fd)
             mtime_ns = os.fstat(fd).st_mtime_ns
         except OSError as exc:
             raise self._os_error("read the checkpoint file", path, exc) from exc
@@ -279,7 +268,7 @@ class FilePersister(BasePersister):
             raise CorruptCheckpointError(
                 f"checkpoint file {self._path(path)!r} for {key.describe()} can't be read: {exc}"
             ) from exc
-        return CheckpointRecord(key, checkpoint, _utc_from_ns(mtime_ns))
+        return CheckpointRecord(key, checkpoint, utc_from_ns(mtime_ns))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -290,50 +279,77 @@ class FilePersister(BasePersister):
             yield
             return
         with self._thread_lock:
-            fd = self._open_lock_file()
-            # A new open file description each time: flock then also excludes other
-            # persisters of this process and children that inherited descriptors.
+            root = self._open_root()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                # Private to the store's user (who else could open it could hold it), and a new
+                # open file description each time: flock then also excludes other persisters
+                # of this process and children that inherited descriptors.
+                fd = self._open_regular(root, (LOCK_NAME,), os.O_RDWR | os.O_CREAT, PersistError)
+            finally:
+                os.close(root)
+            try:
+                self._lock_within_timeout(fd)
                 yield
             finally:
                 os.close(fd)
 
-    def _open_lock_file(self) -> int:
-        """Open the root's lock file, created if missing; refuse anything but a regular file.
+    def _lock_within_timeout(self, fd: int) -> None:
+        """``flock`` the lock file, trying again for :data:`LOCK_TIMEOUT_SECONDS` at most."""
+        deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise PersistError(
+                        f"waited {LOCK_TIMEOUT_SECONDS:g} s for the lock file "
+                        f"{self._path((LOCK_NAME,))!r}, which another process holds (a "
+                        "monotonic write, or a process that is stopped); nothing was written"
+                    ) from None
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
 
-        Never through a symlink: one planted there would have a write create or lock its target,
-        anywhere (as root, any file). ``O_NONBLOCK`` keeps a planted FIFO from hanging the open.
+    def _open_regular(
+        self, dir_fd: int, path: tuple[str, ...], flags: int, error: type[PersistError]
+    ) -> int:
+        """Open ``path[-1]`` in ``dir_fd`` (``path`` below the root names it in messages).
+
+        Never through a symlink, whose target could be anywhere (and as root, any file would be
+        created or opened); refused with ``error`` unless it is a regular file. A missing file
+        raises ``FileNotFoundError`` (unless ``flags`` create it).
         """
-        root = self._open_root()
+        name = path[-1]
         try:
-            fd = os.open(LOCK_NAME, _LOCK_FLAGS, 0o666, dir_fd=root)
+            fd = os.open(name, flags | SAFE_OPEN, 0o600, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise
         except OSError as exc:
             try:
-                mode = os.stat(LOCK_NAME, dir_fd=root, follow_symlinks=False).st_mode
+                mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
             except OSError:
                 mode = stat.S_IFREG  # gone or unreadable: the open's own error says more
             if not stat.S_ISREG(mode):
-                raise self._not_a_lock_file(mode) from exc
-            raise self._os_error("open the lock file", (LOCK_NAME,), exc) from exc
-        finally:
-            os.close(root)
+                raise self._not_regular(path, mode, error) from exc
+            raise self._os_error("open", path, exc) from exc
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             os.close(fd)
-            raise self._not_a_lock_file(mode)
+            raise self._not_regular(path, mode, error)
         return fd
 
-    def _not_a_lock_file(self, mode: int) -> PersistError:
+    def _not_regular(
+        self, path: tuple[str, ...], mode: int, error: type[PersistError]
+    ) -> PersistError:
         kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "a device or other special file")
-        return PersistError(
-            f"the lock file {self._path((LOCK_NAME,))!r} is {kind}, not the regular file "
-            "streamcheckpoint makes, so it is neither followed nor used: remove it, then write "
-            "again"
+        return error(
+            f"{self._path(path)!r} is {kind}, not the regular file streamcheckpoint makes, so it "
+            "is neither followed nor used: remove it, then try again"
         )
 
     def _stage(
-        self, pairs: Sequence[tuple[PartitionKey, Checkpoint]], targets: Sequence[_Target]
+        self, pairs: Sequence[tuple[PartitionKey, Checkpoint]], targets: Sequence[FileTarget]
     ) -> builtins.list[_Staged]:
         """Write every checkpoint to a fsynced temporary file next to its target."""
         by_directory: dict[tuple[str, ...], builtins.list[tuple[str, bytes]]] = {}
@@ -359,14 +375,14 @@ class FilePersister(BasePersister):
 
     def _write_temp(self, dir_fd: int, directory: tuple[str, ...], data: bytes) -> str:
         name = TEMP_PREFIX + secrets.token_hex(8)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | SAFE_OPEN
         try:
             fd = os.open(name, flags, 0o666, dir_fd=dir_fd)
         except OSError as exc:
             raise self._os_error("create a temporary file", (*directory, name), exc) from exc
         try:
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -417,10 +433,17 @@ class FilePersister(BasePersister):
                     os.unlink(temp, dir_fd=fd)
             os.close(fd)
 
-    def _delete_one(self, target: _Target) -> int:
+    def _delete_one(self, target: FileTarget) -> int:
         dir_fd = self._open_dir(target.directory, create=False)
         if dir_fd is None:
             return 0
+        try:
+            return self._unlink(dir_fd, target)
+        finally:
+            os.close(dir_fd)
+
+    def _unlink(self, dir_fd: int, target: FileTarget) -> int:
+        """Delete ``target.file`` in ``dir_fd``, durably; how many files that deleted (0 or 1)."""
         try:
             os.unlink(target.file, dir_fd=dir_fd)
             os.fsync(dir_fd)
@@ -428,8 +451,6 @@ class FilePersister(BasePersister):
             return 0
         except OSError as exc:
             raise self._os_error("delete", (*target.directory, target.file), exc) from exc
-        finally:
-            os.close(dir_fd)
         return 1
 
     # -- finding files ---------------------------------------------------------------------
@@ -440,11 +461,11 @@ class FilePersister(BasePersister):
 
     def _go_files(self, prefix: tuple[str, ...]) -> Generator[_Found, None, None]:
         """Yield ``((), root_fd, file, key)`` for the go-layout files matching ``prefix``."""
-        go_prefix = _go_prefix(prefix)
+        names = go_prefix(prefix)
         root = self._open_root()
         try:
             for name in self._file_names(root, ()):
-                key = _go_key(name, prefix, go_prefix)
+                key = go_key(name, prefix, names)
                 if key is not None:
                     yield (), root, name, key
         finally:
@@ -455,7 +476,7 @@ class FilePersister(BasePersister):
 
         ``dir_fd`` is open only until the next item is requested.
         """
-        start = _nested_dirs(prefix)
+        start = nested_dirs(prefix)
         fd = self._open_dir(start, create=False)
         if fd is None:
             return
@@ -480,12 +501,12 @@ class FilePersister(BasePersister):
             if kind == "dir" and name.endswith("%"):
                 yield from self._scan_below(fd, directory, name, found, (*pending, name))
             elif kind == "dir" and not at_partitions:
-                component = _join_chunks((*pending, name))
+                component = join_chunks((*pending, name))
                 if component is not None:
                     yield from self._scan_below(fd, directory, name, (*found, component), ())
             elif kind == "file" and at_partitions and name.endswith(JSON_SUFFIX):
-                partition = _join_chunks((*pending, name[: -len(JSON_SUFFIX)]))
-                key = None if partition is None else _valid_key((*found, partition))
+                partition = join_chunks((*pending, name[: -len(JSON_SUFFIX)]))
+                key = None if partition is None else valid_key((*found, partition))
                 if key is not None:
                     yield directory, fd, name, key
 
@@ -500,7 +521,7 @@ class FilePersister(BasePersister):
         if len(found) > 3 or any(len(c) > 256 for c in found):
             return
         try:
-            child = _open_subdir(fd, name, create=False)
+            child = open_subdir(fd, name, create=False)
         except OSError as exc:
             raise self._os_error("open the directory", (*directory, name), exc) from exc
         if child is None:
@@ -510,11 +531,11 @@ class FilePersister(BasePersister):
         finally:
             os.close(child)
 
-    def _entries(self, fd: int, directory: tuple[str, ...]) -> builtins.list[tuple[str, _Kind]]:
+    def _entries(self, fd: int, directory: tuple[str, ...]) -> builtins.list[tuple[str, Kind]]:
         """``(name, kind)`` for the entries of ``fd``; symlinks are neither files nor dirs."""
         try:
             with os.scandir(fd) as entries:
-                return [(e.name, _kind(e)) for e in entries]
+                return [(e.name, entry_kind(e)) for e in entries]
         except OSError as exc:
             raise self._os_error("list the directory", directory, exc) from exc
 
@@ -539,7 +560,7 @@ class FilePersister(BasePersister):
     ) -> None:
         for name, kind in self._entries(fd, directory):
             if kind == "dir" and recurse and not name.startswith("."):
-                child = _open_subdir(fd, name, create=False)
+                child = open_subdir(fd, name, create=False)
                 if child is not None:
                     try:
                         self._remove_stale_in(child, (*directory, name), cutoff, recurse=True)
@@ -549,82 +570,7 @@ class FilePersister(BasePersister):
                 with suppress(FileNotFoundError):
                     if os.stat(name, dir_fd=fd, follow_symlinks=False).st_mtime < cutoff:
                         os.unlink(name, dir_fd=fd)
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-def _check_layout(layout: object) -> Layout:
-    if layout == "nested":
-        return "nested"
-    if layout == "go":
-        return "go"
-    raise ValueError(f"layout must be 'nested' or 'go', not {layout!r}")
-
-
-def _kind(entry: os.DirEntry[str]) -> _Kind:
-    if entry.is_dir(follow_symlinks=False):
-        return "dir"
-    return "file" if entry.is_file(follow_symlinks=False) else "other"
-
-
-def _open_subdir(parent: int, name: str, *, create: bool) -> int | None:
-    """Open directory ``name`` in ``parent``; make it first if missing and ``create``.
-
-    Returns ``None`` if it is missing and ``create`` is false. A new directory's entry is
-    fsynced, so a checkpoint written into it survives a power loss.
-    """
-    flags = _DIR_FLAGS | _O_NOFOLLOW
-    try:
-        return os.open(name, flags, dir_fd=parent)
-    except FileNotFoundError:
-        if not create:
-            return None
-    with suppress(FileExistsError):
-        os.mkdir(name, 0o777, dir_fd=parent)
-    os.fsync(parent)
-    return os.open(name, flags, dir_fd=parent)
-
-
-def _make_durable_dirs(path: str) -> None:
-    """``os.makedirs``, then fsync the parent of each directory it created (power-loss safe)."""
-    created: builtins.list[str] = []
-    level = path
-    while not os.path.isdir(level):
-        created.append(level)
-        parent = os.path.dirname(level)
-        if parent == level:
-            break
-        level = parent
-    os.makedirs(path, exist_ok=True)
-    for directory in reversed(created):
-        fd = os.open(os.path.dirname(directory), _DIR_FLAGS)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@functools.lru_cache(maxsize=4096)
-def _nested_target(key: PartitionKey) -> _Target:
-    """Where ``key`` lives in the nested layout; cached, as a consumer writes the same keys."""
-    *directory, file = nested_path(key)
-    return _Target(tuple(directory), file)
-
-
-def _utc_from_ns(ns: int) -> datetime:
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=rest // 1000)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+                        logger.info(
+                            "removed %s, a temporary file a crashed writer left",
+                            self._path((*directory, name)),
+                        )

@@ -33,18 +33,32 @@ and contain no ``_``, so they never look like checkpoints in either layout.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 from .checkpoint import KEY_FIELDS, PartitionKey, make_key
 
 __all__ = [
+    "FileTarget",
+    "Layout",
+    "check_layout",
     "decode_name",
     "encode_name",
+    "file_target",
     "go_file_name",
+    "go_key",
+    "go_prefix",
+    "join_chunks",
+    "nested_dirs",
     "nested_path",
     "parse_nested_path",
+    "refuse_shared_go_files",
+    "valid_key",
 ]
+
+Layout = Literal["nested", "go"]
 
 TEMP_PREFIX = ".sctmp-"
 LOCK_NAME = ".sclock"
@@ -133,7 +147,7 @@ def _chunks(encoded: str) -> list[str]:
     return chunks
 
 
-def _join_chunks(chunks: Sequence[str]) -> str | None:
+def join_chunks(chunks: Sequence[str]) -> str | None:
     """Decode a component stored as ``chunks``; ``None`` unless they are its canonical form."""
     if not chunks or any(not c.endswith("%") for c in chunks[:-1]):
         return None
@@ -146,13 +160,13 @@ def _join_chunks(chunks: Sequence[str]) -> str | None:
 
 def nested_path(key: PartitionKey) -> tuple[str, ...]:
     """The relative path of ``key``'s file in the nested layout, one name per element."""
-    segments = _nested_dirs(key[:3])
+    segments = nested_dirs(key[:3])
     partition = _chunks(encode_name(key.partition_id))
     partition[-1] += JSON_SUFFIX
     return (*segments, *partition)
 
 
-def _nested_dirs(components: Sequence[str]) -> list[str]:
+def nested_dirs(components: Sequence[str]) -> list[str]:
     """The directory names (below the root) of the keys starting with ``components``."""
     return [chunk for component in components for chunk in _chunks(encode_name(component))]
 
@@ -167,12 +181,12 @@ def parse_nested_path(segments: Sequence[str]) -> PartitionKey | None:
     for name in names:
         pending.append(name)
         if not name.endswith("%"):
-            component = _join_chunks(pending)
+            component = join_chunks(pending)
             if component is None:
                 return None
             components.append(component)
             pending = []
-    return None if pending else _valid_key(components)
+    return None if pending else valid_key(components)
 
 
 # -- Go's names ----------------------------------------------------------------------------
@@ -195,7 +209,7 @@ def _go_component(field: str, value: str) -> str:
     return stripped
 
 
-def _go_prefix(components: Sequence[str]) -> list[str]:
+def go_prefix(components: Sequence[str]) -> list[str]:
     return [_go_component(f, v) for f, v in zip(KEY_FIELDS, components, strict=False)]
 
 
@@ -204,7 +218,7 @@ def go_file_name(key: PartitionKey) -> str:
 
     Raises ``ValueError`` naming the component for what Go's naming can't store safely.
     """
-    name = "_".join(_go_prefix(key))
+    name = "_".join(go_prefix(key))
     if len(name.encode("utf-8")) > MAX_GO_NAME:
         raise ValueError(
             f"the go file layout's name for {key.describe()} is longer than {MAX_GO_NAME} bytes; "
@@ -213,7 +227,7 @@ def go_file_name(key: PartitionKey) -> str:
     return name
 
 
-def _refuse_shared_go_files(keys: Sequence[PartitionKey], names: Sequence[str]) -> None:
+def refuse_shared_go_files(keys: Sequence[PartitionKey], names: Sequence[str]) -> None:
     """``ValueError`` if two of ``keys`` (written together) share a file; ``names`` are theirs."""
     seen: dict[str, PartitionKey] = {}
     for key, name in zip(keys, names, strict=True):
@@ -225,7 +239,7 @@ def _refuse_shared_go_files(keys: Sequence[PartitionKey], names: Sequence[str]) 
             )
 
 
-def _go_key(name: str, prefix: tuple[str, ...], go_prefix: Sequence[str]) -> PartitionKey | None:
+def go_key(name: str, prefix: tuple[str, ...], go_prefix: Sequence[str]) -> PartitionKey | None:
     """The key a go-layout file ``name`` is listed under, or ``None`` if it doesn't match.
 
     With the full group as ``prefix`` the partition id is what follows it, if that has no
@@ -244,13 +258,13 @@ def _go_key(name: str, prefix: tuple[str, ...], go_prefix: Sequence[str]) -> Par
         if len(split) != 4 or not all(split) or split[: len(prefix)] != list(go_prefix):
             return None
         parts = [*prefix, *split[len(prefix) :]]
-    return _valid_key(parts)
+    return valid_key(parts)
 
 
 # -- both layouts --------------------------------------------------------------------------
 
 
-def _valid_key(parts: Sequence[str]) -> PartitionKey | None:
+def valid_key(parts: Sequence[str]) -> PartitionKey | None:
     """``parts`` as a key, or ``None`` if they are not four valid components."""
     if len(parts) != 4:
         return None
@@ -258,3 +272,33 @@ def _valid_key(parts: Sequence[str]) -> PartitionKey | None:
         return make_key(parts[0], parts[1], parts[2], parts[3])
     except ValueError:
         return None
+
+
+def check_layout(layout: object) -> Layout:
+    """``layout`` if it is one of the two; ``ValueError`` otherwise."""
+    if layout == "nested":
+        return "nested"
+    if layout == "go":
+        return "go"
+    raise ValueError(f"layout must be 'nested' or 'go', not {layout!r}")
+
+
+class FileTarget(NamedTuple):
+    """Where one checkpoint lives: a directory (names below the root) and a file name in it."""
+
+    directory: tuple[str, ...]
+    file: str
+
+
+def file_target(key: PartitionKey, layout: Layout) -> FileTarget:
+    """Where ``key``'s checkpoint lives in ``layout``."""
+    if layout == "go":
+        return FileTarget((), go_file_name(key))
+    return _nested_target(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _nested_target(key: PartitionKey) -> FileTarget:
+    """Cached: a consumer writes the same keys again and again."""
+    *directory, file = nested_path(key)
+    return FileTarget(tuple(directory), file)
