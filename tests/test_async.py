@@ -701,16 +701,10 @@ def test_migrate_false_raises_schema_error_naming_the_command_then_retries(
     asyncio.run(main())
 
 
-def test_a_bad_url_raises_from_the_first_call() -> None:
+def test_a_bad_url_raises_from_the_constructor_as_sql_persisters_does() -> None:
     expected = outcome(lambda: SQLPersister("not a url"))
-
-    async def main() -> None:
-        store = AsyncSQLPersister("not a url")
-        assert await async_outcome(store.open) == expected
-        assert expected[0] is ValueError
-        await store.close()
-
-    asyncio.run(main())
+    assert expected[0] is ValueError
+    assert outcome(lambda: AsyncSQLPersister("not a url")) == expected
 
 
 BAD_OPTIONS: list[tuple[object, dict[str, Any]]] = [

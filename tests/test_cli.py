@@ -404,6 +404,16 @@ def test_write_creates_and_migrates_a_new_database(tmp_path: Path) -> None:
     assert {"checkpoints", VERSION_TABLE} <= table_names(path)
 
 
+def test_verbose_shows_the_librarys_log_on_stderr_and_only_while_asked(tmp_path: Path) -> None:
+    quiet = ok(*write_args("sqlite:///quiet.db", "0", "5", 5))
+    assert "streamcheckpoint" not in quiet.stderr
+    loud = ok("-v", *write_args("sqlite:///loud.db", "0", "5", 5))
+    expected = "INFO streamcheckpoint.sql.migrations: database sqlite:///loud.db: upgrade from "
+    assert expected in loud.stderr
+    again = ok(*write_args("sqlite:///again.db", "0", "5", 5))
+    assert "streamcheckpoint" not in again.stderr  # the handler went with the command
+
+
 def test_write_monotonic_refuses_to_go_backwards(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "m.db")
     write(url, "0", 50)

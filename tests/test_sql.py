@@ -846,11 +846,14 @@ def test_a_lost_server_is_a_connection_error_and_the_next_call_reconnects(
 
 @pytest.mark.postgres
 def test_terminated_backends_between_calls_cost_nothing(
-    postgres_database: tuple[str, str, sa.Engine],
+    postgres_database: tuple[str, str, sa.Engine], caplog: pytest.LogCaptureFixture
 ) -> None:
     name, url, admin = postgres_database
+    caplog.set_level("INFO", logger="streamcheckpoint")
     persister = SQLPersister(url)
     persister.write(*KEY, Checkpoint("0", 0))
+    migrated = [r.getMessage() for r in caplog.records]
+    assert any("upgrade from revision none to 0001" in m for m in migrated), migrated
     for i in range(1, 4):
         assert _terminate(admin, name) >= 1
         persister.write(*KEY, Checkpoint(str(i), i))
@@ -863,6 +866,12 @@ def test_terminated_backends_between_calls_cost_nothing(
     _terminate(admin, name)
     assert persister.delete(*KEY._replace(partition_id="other")) == 1
     persister.close()
+    lost = [r for r in caplog.records if "lost the connection" in r.getMessage()]
+    assert len(lost) >= 13  # each call after a termination, logged as a warning
+    assert {r.levelname for r in lost} == {"WARNING"}
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "postgres:***@" in messages
+    assert "s3cret" not in messages
 
 
 @pytest.mark.postgres
@@ -1189,7 +1198,10 @@ def _lock_waits(store: Store) -> int:
     indirect=True,
 )
 @pytest.mark.parametrize("monotonic", [False, True], ids=["overwrite", "monotonic"])
-def test_a_batch_chosen_as_deadlock_victim_is_run_again(store: Store, monotonic: bool) -> None:
+def test_a_batch_chosen_as_deadlock_victim_is_run_again(
+    store: Store, monotonic: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="streamcheckpoint")
     persister = store.open(monotonic=monotonic)
     first, second = KEY._replace(partition_id="1"), KEY._replace(partition_id="2")
     persister.write_many({first: Checkpoint("0", 0), second: Checkpoint("0", 0)})
@@ -1234,6 +1246,9 @@ def test_a_batch_chosen_as_deadlock_victim_is_run_again(store: Store, monotonic:
     assert failures == []
     assert persister.read(*first) == Checkpoint("5", 5)
     assert persister.read(*second) == Checkpoint("5", 5)
+    retried = [r for r in caplog.records if "to break a deadlock" in r.getMessage()]
+    assert [r.levelname for r in retried] == ["INFO"]
+    assert "attempt 2 of 5" in retried[0].getMessage()
 
 
 def _collect(failures: list[BaseException], call: Callable[..., object], *args: object) -> None:

@@ -2,7 +2,12 @@
 
 A port of the Go package ``persist`` of azure-event-hubs-go, with its flaws fixed, and a SQL
 persister (SQLite by default, PostgreSQL for many hosts) at its heart.
+
+The library logs through the ``streamcheckpoint`` logger (reconnects, retries, migrations,
+files cleaned up) and prints nothing: configure :mod:`logging` to see the records.
 """
+
+import logging
 
 from .aio import AsyncPersister, AsyncSQLPersister, open_async_persister
 from .checkpoint import (
@@ -48,3 +53,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Records go where the application's logging sends them; none to stderr if it configures none.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -43,6 +43,8 @@ from .persister import (
 )
 from .redaction import mask_url
 from .sql import SQLPersister
+from .sql.engine import UrlOrEngine
+from .sql.persister import check_arguments
 from .urls import open_persister
 
 if TYPE_CHECKING:
@@ -318,13 +320,14 @@ class AsyncSQLPersister(AsyncPersister[SQLPersister]):
 
     The arguments are ``SQLPersister``'s (``url_or_engine``, ``schema``, ``migrate``,
     ``monotonic``, ``engine_options``) plus ``max_workers``, the number of worker threads. The
-    constructor checks their types and does no I/O. The ``SQLPersister`` (which connects and,
-    with ``migrate=True``, upgrades the schema) is created in a worker thread on first use: by
-    ``await persister.open()``, by ``async with``, or by the first call; tasks calling at once
-    share one opening. What opening raises (a bad URL: ``ValueError``; a server that can't be
-    reached: :class:`~streamcheckpoint.errors.PersistConnectionError`; ``migrate=False`` on a
-    database that isn't current: :class:`~streamcheckpoint.errors.SchemaError`, naming the
-    command to run) is raised by the awaited call that opened, and the next call tries again.
+    constructor checks them as ``SQLPersister`` does (a bad URL, schema or option raises
+    ``TypeError``/``ValueError`` there), and does no I/O. The ``SQLPersister`` (which connects
+    and, with ``migrate=True``, upgrades the schema) is created in a worker thread on first use:
+    by ``await persister.open()``, by ``async with``, or by the first call; tasks calling at once
+    share one opening. What opening raises (a server that can't be reached:
+    :class:`~streamcheckpoint.errors.PersistConnectionError`; ``migrate=False`` on a database
+    that isn't current: :class:`~streamcheckpoint.errors.SchemaError`, naming the command to
+    run) is raised by the awaited call that opened, and the next call tries again.
     :attr:`engine` and :attr:`sync` are available once it is open.
 
     Each call then runs on the ``SQLPersister`` in a worker thread: its guarantees are the
@@ -335,23 +338,15 @@ class AsyncSQLPersister(AsyncPersister[SQLPersister]):
 
     def __init__(
         self,
-        url_or_engine: str | sa.URL | sa.Engine,
+        url_or_engine: UrlOrEngine,
         *,
+        max_workers: int = 4,
         schema: str | None = None,
         migrate: bool = True,
         monotonic: bool = False,
-        max_workers: int = 4,
         **engine_options: Any,
     ) -> None:
-        if not isinstance(url_or_engine, (str, sa.URL, sa.Engine)):
-            raise TypeError(
-                "url_or_engine must be a URL (str or sqlalchemy.URL) or a sqlalchemy.Engine, not "
-                f"{type(url_or_engine).__name__}"
-            )
-        _check_bool("monotonic", monotonic)
-        _check_bool("migrate", migrate)
-        if schema is not None and not isinstance(schema, str):
-            raise TypeError(f"schema must be a str or None, not {type(schema).__name__}")
+        check_arguments(url_or_engine, schema, migrate, monotonic, engine_options)
         self._start(max_workers)
         self._url_or_engine = url_or_engine
         self._schema = schema
@@ -384,6 +379,11 @@ class AsyncSQLPersister(AsyncPersister[SQLPersister]):
     def monotonic(self) -> bool:
         """Whether a write moving a checkpoint backwards is refused."""
         return self._monotonic
+
+    @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema or MySQL database of the table (``None``: the default)."""
+        return self._schema
 
     async def _opened(self) -> SQLPersister:
         sync = self._sync
@@ -541,11 +541,6 @@ def _copy_pair(pair: object) -> object:
 def _failed(opening: Future[Any]) -> bool:
     """Whether a finished ``opening`` failed (an unfinished one has not)."""
     return opening.done() and (opening.cancelled() or opening.exception() is not None)
-
-
-def _check_bool(field: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{field} must be a bool, not {type(value).__name__}")
 
 
 def _check_max_workers(max_workers: object) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "BasePersister",
     "CheckpointItems",
     "CheckpointPersister",
+    "check_bool",
     "check_delete_target",
     "check_monotonic",
     "normalize_items",
@@ -63,6 +64,12 @@ class CheckpointPersister(Protocol):
 
     def read(self, namespace: str, name: str, consumer_group: str, partition_id: str) -> Checkpoint:
         """Return the stored checkpoint, or start of stream if none was written."""
+
+
+def check_bool(field: str, value: object) -> None:
+    """Refuse (``TypeError``) an option that must be a ``bool``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{field} must be a bool, not {type(value).__name__}")
 
 
 def check_delete_target(
@@ -158,8 +165,7 @@ class BasePersister(abc.ABC):
     """
 
     def __init__(self, *, monotonic: bool = False) -> None:
-        if not isinstance(monotonic, bool):
-            raise TypeError(f"monotonic must be a bool, not {type(monotonic).__name__}")
+        check_bool("monotonic", monotonic)
         self.monotonic = monotonic
         self._closed = False
 

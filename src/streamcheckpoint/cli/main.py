@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -168,13 +169,37 @@ class _OneLineErrors(click.Group):
     help="PostgreSQL schema (MySQL: database) holding the checkpoints table (default: the "
     "search path; the URL's database). Also read from STREAMCHECKPOINT_SCHEMA.",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show what the library does (migrations, reconnects, retries) on stderr.",
+)
 @click.version_option(package_name="streamcheckpoint")
 @click.pass_context
-def cli(ctx: click.Context, url: str, schema: str | None) -> None:
+def cli(ctx: click.Context, url: str, schema: str | None, verbose: bool) -> None:
     """Inspect and manage stream consumer checkpoints."""
     ctx.ensure_object(dict)
     ctx.obj["url"] = url
     ctx.obj["schema"] = schema
+    if verbose:
+        _log_to_stderr(ctx)
+
+
+def _log_to_stderr(ctx: click.Context) -> None:
+    """Send the library's INFO records and above to stderr while the command runs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("streamcheckpoint")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    ctx.call_on_close(restore)
 
 
 # -- status -----------------------------------------------------------------------------------

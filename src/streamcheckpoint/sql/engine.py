@@ -68,11 +68,6 @@ def open_engine(
     ``created`` says whether the engine was made here (and must be disposed of by its user).
     The migration functions build their engines here too, so they accept the same URLs.
     """
-    if isinstance(url_or_engine, sa.Engine) and engine_options:
-        raise TypeError(
-            f"engine options ({', '.join(sorted(engine_options))}) only apply when "
-            "SQLPersister creates the engine from a URL; configure your engine instead"
-        )
     url, dialect = resolve_url(url_or_engine)
     if isinstance(url_or_engine, sa.Engine):
         return url_or_engine, dialect, False

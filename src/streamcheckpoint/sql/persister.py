@@ -10,15 +10,15 @@ import sqlalchemy as sa
 
 from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from ..errors import PersistConnectionError, PersistError, SchemaError
-from ..persister import BasePersister, check_monotonic
+from ..persister import BasePersister, check_bool, check_monotonic
 from ..redaction import mask_url, redact
 from .connection import KeptConnection
 from .dialects import Failure
-from .engine import UrlOrEngine, open_engine
+from .engine import UrlOrEngine, open_engine, resolve_url
 from .migrations import ensure_schema, upgrade_commands
 from .statements import checkpoint_from_row, compile_statements, record_from_row
 
-__all__ = ["SQLPersister"]
+__all__ = ["SQLPersister", "check_arguments"]
 
 _by_key = operator.itemgetter(0)
 
@@ -77,9 +77,8 @@ class SQLPersister(BasePersister):
         monotonic: bool = False,
         **engine_options: Any,
     ) -> None:
+        check_arguments(url_or_engine, schema, migrate, monotonic, engine_options)
         super().__init__(monotonic=monotonic)
-        if not isinstance(migrate, bool):
-            raise TypeError(f"migrate must be a bool, not {type(migrate).__name__}")
         engine, dialect, created = open_engine(url_or_engine, engine_options)
         dialect.check_engine(engine)
         try:
@@ -247,3 +246,27 @@ class SQLPersister(BasePersister):
         if isinstance(error, self._connection.driver_error):
             return error, self._dialect.classify(error)
         return error, "other"  # SQLAlchemy's own, e.g. the pool's timeout
+
+
+def check_arguments(
+    url_or_engine: UrlOrEngine,
+    schema: str | None,
+    migrate: bool,
+    monotonic: bool,
+    engine_options: dict[str, Any],
+) -> None:
+    """Refuse arguments of :class:`SQLPersister` that can't work, without connecting.
+
+    ``TypeError``/``ValueError`` naming the argument: a URL that isn't one or names a database
+    that isn't supported, a ``schema`` the database can't take, options that aren't ``bool``,
+    engine options beside an engine.
+    """
+    check_bool("monotonic", monotonic)
+    check_bool("migrate", migrate)
+    url, dialect = resolve_url(url_or_engine)
+    if isinstance(url_or_engine, sa.Engine) and engine_options:
+        raise TypeError(
+            f"engine options ({', '.join(sorted(engine_options))}) only apply when "
+            "SQLPersister creates the engine from a URL; configure your engine instead"
+        )
+    dialect.check_schema(schema, url)

@@ -28,6 +28,7 @@ __all__ = [
     "Dialect",
     "Failure",
     "OnConflictDialect",
+    "Pairs",
     "PoolHook",
 ]
 
@@ -36,6 +37,9 @@ Failure = Literal["connection", "schema", "other"]
 
 PoolHook = Callable[[DBAPIConnection, ConnectionPoolEntry], None]
 """A pool event listener (``connect``, ``checkin``)."""
+
+Pairs = Sequence[tuple[PartitionKey, Checkpoint]]
+"""Keys and their checkpoints, as a batch writes them."""
 
 KEY_PARAMS = ("p_namespace", "p_name", "p_consumer_group", "p_partition_id")
 """Names of the bound key values, in key order (a prefix of them filters ``list``)."""
@@ -123,7 +127,7 @@ class Dialect(abc.ABC):
 
     # -- values ---------------------------------------------------------------------------
 
-    def write_rows(self, pairs: Sequence[tuple[PartitionKey, Checkpoint]]) -> list[tuple[Any, ...]]:
+    def write_rows(self, pairs: Pairs) -> list[tuple[Any, ...]]:
         """The bound values of an upsert for each pair, in :attr:`upsert_params` order."""
         encode = self.timestamp.to_db
         return [
@@ -140,12 +144,7 @@ class Dialect(abc.ABC):
         """The bound values of :attr:`key_params` for a whole key."""
         return key
 
-    def none_refused(
-        self,
-        connection: sa.Connection,
-        pairs: Sequence[tuple[PartitionKey, Checkpoint]],
-        rowcount: int,
-    ) -> bool:
+    def none_refused(self, connection: sa.Connection, pairs: Pairs, rowcount: int) -> bool:
         """Whether a monotonic upsert of ``pairs`` (``rowcount`` rows) left every row written.
 
         Called inside the write's transaction, where :attr:`confirms_in_transaction`. Here:

@@ -31,10 +31,10 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from ...checkpoint import Checkpoint, PartitionKey
+from ...checkpoint import PartitionKey
 from ...errors import PersistError
 from ..schema import KEY_COLUMN_NAMES, TABLE_NAME, UTCTimestamp, as_utc, checkpoint_columns
-from .base import UPDATED_COLUMNS, WRITE_PARAMS, Dialect, Failure, PoolHook
+from .base import UPDATED_COLUMNS, WRITE_PARAMS, Dialect, Failure, Pairs, PoolHook
 
 __all__ = ["KEY_HASH_SQL", "MYSQL_MIGRATION_LOCK", "MySQLDialect", "MySQLTimestamp", "key_hash"]
 
@@ -141,19 +141,14 @@ class MySQLDialect(Dialect):
             return [column == sa.bindparam(self.key_params[0], type_=column.type)]
         return super().key_filter(length)
 
-    def write_rows(self, pairs: Sequence[tuple[PartitionKey, Checkpoint]]) -> list[tuple[Any, ...]]:
+    def write_rows(self, pairs: Pairs) -> list[tuple[Any, ...]]:
         rows = super().write_rows(pairs)
         return [(key_hash(key), *row) for (key, _), row in zip(pairs, rows, strict=True)]
 
     def key_values(self, key: PartitionKey) -> Sequence[Any]:
         return (key_hash(key),)
 
-    def none_refused(
-        self,
-        connection: sa.Connection,
-        pairs: Sequence[tuple[PartitionKey, Checkpoint]],
-        rowcount: int,
-    ) -> bool:
+    def none_refused(self, connection: sa.Connection, pairs: Pairs, rowcount: int) -> bool:
         """Read back, in the write's transaction, whether a stored row is ahead of ours."""
         column = self.table.c.key_hash
         query = sa.select(column, self.table.c.sequence_number).where(
