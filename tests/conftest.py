@@ -228,5 +228,5 @@ def persister(backend: Backend) -> BasePersister:
 
 @pytest.fixture
 def go_fixtures_dir() -> Path:
-    """Files written by Go's ``persist.FilePersister`` (copied from ../shared/fixtures)."""
+    """Files written by Go's ``persist.FilePersister`` (see tests/data/go-persist/README.md)."""
     return Path(__file__).parent / "data" / "go-persist"

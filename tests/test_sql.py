@@ -704,7 +704,7 @@ def test_monotonic_upsert_reports_its_verdict_in_the_row_count(
     dialect = PostgreSQLDialect() if store.kind == "postgresql" else SQLiteDialect()
     statements = statements_for(dialect)
     statement = statements.upsert_monotonic if monotonic else statements.upsert
-    # SQLAlchemy keeps an INSERT's row count on PostgreSQL only when asked (PITFALLS.md).
+    # SQLAlchemy keeps an INSERT's row count on PostgreSQL only when asked (preserve_rowcount).
     options: dict[str, Any] = {"preserve_rowcount": True}
     if store.schema:
         options["schema_translate_map"] = {None: store.schema}
