@@ -206,6 +206,11 @@ def _run(ctx: Context, plan: Plan, synchronous: str, loop: asyncio.AbstractEvent
             "in a dict"
         )
         section.notes.append(SQLALCHEMY_NOTE)
+        section.notes.append(
+            f"{CONCURRENT} writes at once: each write is its own transaction; a thread (or "
+            "worker thread) that finds another's write in progress waits for it in SQLite's "
+            "busy handler, on a connection of its own from the pool, as another process would"
+        )
 
 
 def _built_batches(
