@@ -392,10 +392,9 @@ def test_from_json_accepts_bytes() -> None:
     ],
 )
 def test_from_json_refuses_corrupt_documents(document: str, detail: str) -> None:
-    with pytest.raises(CorruptCheckpointError, match=detail) as info:
+    with pytest.raises(ValueError, match=detail) as info:
         Checkpoint.from_json(document)
-    assert isinstance(info.value, ValueError)
-    assert isinstance(info.value, PersistError)
+    assert type(info.value) is ValueError  # a persister says where: CorruptCheckpointError
 
 
 @pytest.mark.parametrize(
@@ -448,13 +447,13 @@ def test_from_json_refuses_corrupt_documents(document: str, detail: str) -> None
     ],
 )
 def test_from_json_refuses_bad_time_text_naming_it(text: str) -> None:
-    with pytest.raises(CorruptCheckpointError, match="enqueueTime") as info:
+    with pytest.raises(ValueError, match="enqueueTime") as info:
         Checkpoint.from_json(go_json("1", 1, text))
     assert repr(text) in str(info.value)
 
 
 def test_from_json_refuses_bytes_that_are_not_utf8() -> None:
-    with pytest.raises(CorruptCheckpointError, match="UTF-8"):
+    with pytest.raises(ValueError, match="UTF-8"):
         Checkpoint.from_json(b'{"offset":"\xff\xfe","sequenceNumber":1}')
 
 

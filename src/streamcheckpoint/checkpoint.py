@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from .errors import CorruptCheckpointError
-
 __all__ = [
     "END_OF_STREAM",
     "GO_ZERO_TIME",
@@ -150,46 +148,43 @@ class Checkpoint:
     def from_json(cls, data: str | bytes) -> Checkpoint:
         """Parse what :meth:`to_json` or Go's ``encoding/json`` wrote.
 
-        Raises :class:`~streamcheckpoint.errors.CorruptCheckpointError` saying what is wrong.
+        Raises ``ValueError`` saying what is wrong (a persister reading a stored checkpoint
+        raises :class:`~streamcheckpoint.errors.CorruptCheckpointError` naming where it was).
         """
         if isinstance(data, (bytes, bytearray)):
             try:
                 data = bytes(data).decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise CorruptCheckpointError(f"checkpoint is not valid UTF-8: {exc}") from exc
+                raise ValueError(f"checkpoint is not valid UTF-8: {exc}") from exc
         try:
             obj = json.loads(data)
         except json.JSONDecodeError as exc:
-            raise CorruptCheckpointError(f"checkpoint is not valid JSON: {exc}") from exc
+            raise ValueError(f"checkpoint is not valid JSON: {exc}") from exc
         if not isinstance(obj, dict):
-            raise CorruptCheckpointError(
-                f"checkpoint JSON must be an object, got {type(obj).__name__}"
-            )
+            raise ValueError(f"checkpoint JSON must be an object, got {type(obj).__name__}")
         return _checkpoint_from_mapping(obj)
 
 
 def _checkpoint_from_mapping(obj: dict[str, Any]) -> Checkpoint:
     offset = obj.get("offset")
     if not isinstance(offset, str):
-        raise CorruptCheckpointError(f'checkpoint JSON needs "offset" as a string, got {offset!r}')
+        raise ValueError(f'checkpoint JSON needs "offset" as a string, got {offset!r}')
     seq = obj.get("sequenceNumber")
     if isinstance(seq, bool) or not isinstance(seq, int):
-        raise CorruptCheckpointError(
-            f'checkpoint JSON needs "sequenceNumber" as an integer, got {seq!r}'
-        )
+        raise ValueError(f'checkpoint JSON needs "sequenceNumber" as an integer, got {seq!r}')
     raw_time = obj.get("enqueueTime")
     if raw_time is None:
         enqueue_time = None
     elif isinstance(raw_time, str):
         enqueue_time = parse_go_time(raw_time)
     else:
-        raise CorruptCheckpointError(
+        raise ValueError(
             f'checkpoint JSON needs "enqueueTime" as an RFC 3339 string, got {raw_time!r}'
         )
     try:
         return Checkpoint(offset, seq, enqueue_time)
     except (TypeError, ValueError) as exc:
-        raise CorruptCheckpointError(f"checkpoint JSON holds an invalid value: {exc}") from exc
+        raise ValueError(f"checkpoint JSON holds an invalid value: {exc}") from exc
 
 
 # Go's encoding/json escapes these besides '"' and '\\'; control characters other than
@@ -238,7 +233,7 @@ def parse_go_time(text: str) -> datetime | None:
     """
     match = _RFC3339.fullmatch(text)
     if match is None:
-        raise CorruptCheckpointError(
+        raise ValueError(
             f'checkpoint "enqueueTime" {text!r} is not an RFC 3339 time '
             "like 2026-11-28T04:15:56.123456789Z"
         )
@@ -248,7 +243,7 @@ def parse_go_time(text: str) -> datetime | None:
     else:
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
         if int(off_h) > 23 or int(off_m) > 59:
-            raise CorruptCheckpointError(f'checkpoint "enqueueTime" {text!r} has a bad offset')
+            raise ValueError(f'checkpoint "enqueueTime" {text!r} has a bad offset')
         tz = timezone(-offset if sign == "-" else offset)
     micro = int((frac or "").ljust(6, "0")[:6])
     try:
@@ -257,9 +252,7 @@ def parse_go_time(text: str) -> datetime | None:
         )
         utc = value.astimezone(timezone.utc)
     except (ValueError, OverflowError) as exc:
-        raise CorruptCheckpointError(
-            f'checkpoint "enqueueTime" {text!r} is not a valid time: {exc}'
-        ) from exc
+        raise ValueError(f'checkpoint "enqueueTime" {text!r} is not a valid time: {exc}') from exc
     return None if utc == GO_ZERO_TIME else utc
 
 

@@ -264,7 +264,7 @@ class FilePersister(BasePersister):
             os.close(fd)
         try:
             checkpoint = Checkpoint.from_json(data)
-        except CorruptCheckpointError as exc:
+        except ValueError as exc:
             raise CorruptCheckpointError(
                 f"checkpoint file {self._path(path)!r} for {key.describe()} can't be read: {exc}"
             ) from exc

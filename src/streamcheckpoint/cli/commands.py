@@ -1,17 +1,11 @@
-"""The ``streamcheckpoint`` command. Commands only: storage logic lives in the library."""
+"""The commands that work on checkpoints: status, read, write, reset, copy and demo."""
 
 from __future__ import annotations
 
-import functools
-import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -23,184 +17,21 @@ from ..checkpoint import (
     check_key_component,
     make_key,
 )
-from ..errors import CheckpointRegressionError, PersistError
+from ..errors import CheckpointRegressionError
 from ..file import FilePersister
 from ..persister import BasePersister, normalize_scope
-from ..redaction import bad_url_message, mask_url, redact
-from ..urls import locate, open_persister
+from ..redaction import mask_url
+from .app import (
+    EXIT_RUNTIME,
+    EXIT_STALE,
+    cli,
+    console,
+    handle_errors,
+    open_store,
+    schema_of,
+    url_of,
+)
 from .render import is_stale, iso_utc, parse_duration, status_csv, status_json, status_table
-
-if TYPE_CHECKING:
-    import sqlalchemy as sa
-
-DEFAULT_URL = "sqlite:///checkpoints.db"
-EXIT_RUNTIME = 1
-EXIT_USAGE = 2
-EXIT_STALE = 3
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _console(stderr: bool = False) -> Console:
-    # Wide enough that tables aren't folded when output is piped or captured.
-    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 160, highlight=False)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _handle_errors(func: _F) -> _F:
-    """Turn library errors into one line on stderr: exit 1 at run time, 2 for bad input."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context()
-        candidates = ((ctx.obj or {}).get("url"), kwargs.get("src_url"), kwargs.get("dst_url"))
-        urls = [u for u in candidates if isinstance(u, str)]
-
-        def clean(message: str) -> str:
-            for url in urls:
-                message = redact(message, url)
-            return message.splitlines()[0] if message else message
-
-        try:
-            return func(*args, **kwargs)
-        except PersistError as exc:
-            _fail(clean(str(exc)), EXIT_RUNTIME)
-        except (ValueError, TypeError) as exc:
-            _fail(clean(str(exc)), EXIT_USAGE)
-        except OSError as exc:
-            _fail(clean(str(exc)), EXIT_RUNTIME)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _is_sql_url(url: str) -> bool:
-    return locate(url).kind == "sql"
-
-
-def _require_existing_store(url: str) -> None:
-    """Refuse a missing SQLite file or checkpoint directory instead of creating an empty one.
-
-    For read-only commands: a mistyped path would otherwise look like a store with no
-    checkpoints (and ``copy`` would report success, having copied nothing).
-    """
-    location = locate(url)
-    if location.path is None or location.path.exists():
-        return
-    if location.kind == "sql":
-        raise PersistError(
-            f"no checkpoint database at {location.path} (URL {mask_url(url)}); check --url, or "
-            "create it with `streamcheckpoint db upgrade`"
-        )
-    raise PersistError(
-        f"no checkpoint directory at {location.path} (URL {mask_url(url)}); check the URL"
-    )
-
-
-@contextmanager
-def _open(
-    url: str, *, writing: bool, monotonic: bool = False, schema: str | None = None
-) -> Iterator[BasePersister]:
-    """Open the store at ``url``; read-only commands never create or migrate a database."""
-    options: dict[str, Any] = {"monotonic": monotonic}
-    if _is_sql_url(url):
-        options["migrate"] = writing
-        if schema is not None:
-            options["schema"] = schema
-    if not writing:
-        _require_existing_store(url)
-    persister = open_persister(url, **options)
-    try:
-        yield persister
-    finally:
-        persister.close()
-
-
-def _url(ctx: click.Context) -> str:
-    return str(ctx.obj["url"])
-
-
-def _schema(ctx: click.Context) -> str | None:
-    schema = ctx.obj.get("schema")
-    return None if schema is None else str(schema)
-
-
-class _OneLineErrors(click.Group):
-    """A group whose usage errors are one line on stderr (exit 2), like every other error."""
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as exc:
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            message = " ".join(exc.format_message().split())  # click's may span lines
-            _fail(f"{message}{hint}", EXIT_USAGE)
-        except click.ClickException as exc:
-            _fail(exc.format_message(), exc.exit_code)
-        except click.Abort:
-            _fail("aborted; nothing changed", EXIT_RUNTIME)
-        sys.exit(result if isinstance(result, int) else 0)
-
-
-@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--url",
-    envvar="STREAMCHECKPOINT_URL",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="Checkpoint store: sqlite:///file.db, postgresql+psycopg://..., mysql+pymysql://..., "
-    "file:///dir[?layout=go], memory://. Also read from STREAMCHECKPOINT_URL.",
-)
-@click.option(
-    "--schema",
-    envvar="STREAMCHECKPOINT_SCHEMA",
-    help="PostgreSQL schema (MySQL: database) holding the checkpoints table (default: the "
-    "search path; the URL's database). Also read from STREAMCHECKPOINT_SCHEMA.",
-)
-@click.option(
-    "-v",
-    "--verbose",
-    is_flag=True,
-    help="Show what the library does (migrations, reconnects, retries) on stderr.",
-)
-@click.version_option(package_name="streamcheckpoint")
-@click.pass_context
-def cli(ctx: click.Context, url: str, schema: str | None, verbose: bool) -> None:
-    """Inspect and manage stream consumer checkpoints."""
-    ctx.ensure_object(dict)
-    ctx.obj["url"] = url
-    ctx.obj["schema"] = schema
-    if verbose:
-        _log_to_stderr(ctx)
-
-
-def _log_to_stderr(ctx: click.Context) -> None:
-    """Send the library's INFO records and above to stderr while the command runs."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("streamcheckpoint")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-
-    def restore() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-    ctx.call_on_close(restore)
-
 
 # -- status -----------------------------------------------------------------------------------
 
@@ -222,7 +53,7 @@ def _log_to_stderr(ctx: click.Context) -> None:
     show_default=True,
 )
 @click.pass_context
-@_handle_errors
+@handle_errors
 def status(
     ctx: click.Context,
     namespace: str | None,
@@ -234,7 +65,7 @@ def status(
     """One row per partition: position, enqueue time and age of the last checkpoint."""
     normalize_scope(namespace, name, consumer_group)
     threshold = parse_duration(stale) if stale is not None else None
-    with _open(_url(ctx), writing=False, schema=_schema(ctx)) as persister:
+    with open_store(url_of(ctx), writing=False, schema=schema_of(ctx)) as persister:
         records = persister.list(namespace, name, consumer_group)
     now = datetime.now(timezone.utc)
     flags = [is_stale(r, now, threshold) for r in records] if threshold is not None else None
@@ -243,7 +74,7 @@ def status(
     elif fmt == "csv":
         click.echo(status_csv(records, flags), nl=False)
     else:
-        _console().print(status_table(records, now, flags))
+        console().print(status_table(records, now, flags))
     if flags is not None and any(flags):
         if fmt == "table":
             click.echo(f"{sum(flags)} partition(s) stale (older than {stale})", err=True)
@@ -262,13 +93,13 @@ def status(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.pass_context
-@_handle_errors
+@handle_errors
 def read(
     ctx: click.Context, namespace: str, name: str, consumer_group: str, partition_id: str, fmt: str
 ) -> None:
     """Print one partition's checkpoint (start of stream if none was written)."""
     make_key(namespace, name, consumer_group, partition_id)
-    with _open(_url(ctx), writing=False, schema=_schema(ctx)) as persister:
+    with open_store(url_of(ctx), writing=False, schema=schema_of(ctx)) as persister:
         checkpoint = persister.read(namespace, name, consumer_group, partition_id)
     if fmt == "json":
         click.echo(checkpoint.to_json())
@@ -305,7 +136,7 @@ def _parse_enqueue_time(text: str | None) -> datetime | None:
 @click.option("--enqueue-time", help="Its enqueue time, ISO 8601 with a time zone.")
 @click.option("--monotonic", is_flag=True, help="Refuse to move the checkpoint backwards.")
 @click.pass_context
-@_handle_errors
+@handle_errors
 def write(
     ctx: click.Context,
     namespace: str,
@@ -320,7 +151,9 @@ def write(
     """Set one partition's checkpoint."""
     make_key(namespace, name, consumer_group, partition_id)
     checkpoint = Checkpoint(offset, sequence, _parse_enqueue_time(enqueue_time))
-    with _open(_url(ctx), writing=True, monotonic=monotonic, schema=_schema(ctx)) as persister:
+    with open_store(
+        url_of(ctx), writing=True, monotonic=monotonic, schema=schema_of(ctx)
+    ) as persister:
         persister.write(namespace, name, consumer_group, partition_id, checkpoint)
     click.echo(
         f"wrote {namespace}/{name}/{consumer_group}/{partition_id}: offset={checkpoint.offset} "
@@ -347,7 +180,7 @@ _RESET_TARGETS = {"start": Checkpoint.start_of_stream, "end": Checkpoint.end_of_
 )
 @click.option("--yes", is_flag=True, help="Don't ask for confirmation.")
 @click.pass_context
-@_handle_errors
+@handle_errors
 def reset(
     ctx: click.Context,
     namespace: str,
@@ -362,7 +195,7 @@ def reset(
     if partition is not None:
         check_key_component("partition_id", partition)
     # Read-only open: a mistyped URL must not create (and migrate) an empty database.
-    with _open(_url(ctx), writing=False, schema=_schema(ctx)) as persister:
+    with open_store(url_of(ctx), writing=False, schema=schema_of(ctx)) as persister:
         records = [
             r
             for r in persister.list(namespace, name, consumer_group)
@@ -374,7 +207,7 @@ def reset(
         if not keys:
             click.echo("nothing to reset: no checkpoints stored for that consumer group")
             return
-        _console().print(_reset_plan(records, keys, target))
+        console().print(_reset_plan(records, keys, target))
         if not yes and not click.confirm(f"Reset {len(keys)} checkpoint(s)?", default=False):
             click.echo("aborted; nothing changed", err=True)
             sys.exit(EXIT_RUNTIME)
@@ -421,7 +254,7 @@ _COPY_BATCH = 500
 @click.option("--src-schema", help="Schema of SRC_URL (default: the global --schema).")
 @click.option("--dst-schema", help="Schema of DST_URL (default: the global --schema).")
 @click.pass_context
-@_handle_errors
+@handle_errors
 def copy(
     ctx: click.Context,
     src_url: str,
@@ -439,7 +272,7 @@ def copy(
     --consumer-group: Go's file names drop `$` and can't be split reliably.
     """
     scope = normalize_scope(namespace, name, consumer_group)
-    with _open(src_url, writing=False, schema=src_schema or _schema(ctx)) as source:
+    with open_store(src_url, writing=False, schema=src_schema or schema_of(ctx)) as source:
         if isinstance(source, FilePersister) and source.layout == "go" and len(scope) < 3:
             raise ValueError(
                 "copying from a Go-layout directory needs --namespace, --name and "
@@ -448,8 +281,8 @@ def copy(
             )
         records = source.list(namespace, name, consumer_group)
     copied = skipped = 0
-    dest_store = _open(
-        dst_url, writing=True, monotonic=monotonic, schema=dst_schema or _schema(ctx)
+    dest_store = open_store(
+        dst_url, writing=True, monotonic=monotonic, schema=dst_schema or schema_of(ctx)
     )
     with dest_store as dest, _progress() as progress:
         task = progress.add_task("copying", total=len(records))
@@ -487,102 +320,9 @@ def _progress() -> Progress:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=_console(stderr=True),
+        console=console(stderr=True),
         transient=False,
     )
-
-
-# -- db ---------------------------------------------------------------------------------------
-
-
-@cli.group()
-def db() -> None:
-    """Manage the SQL schema (Alembic migrations shipped with the package)."""
-
-
-def _sql_url_or_fail(ctx: click.Context) -> sa.URL:
-    """``--url`` parsed as the persister would (``postgres://`` aliases, supported databases)."""
-    from ..sql.dialects import dialect_for_url
-    from ..sql.engine import parse_url
-
-    url = _url(ctx)
-    if not _is_sql_url(url):
-        raise ValueError(f"db commands need a SQL database URL, not {mask_url(url)}")
-    parsed = parse_url(url)
-    try:
-        dialect_for_url(parsed)
-    except ValueError as exc:
-        raise ValueError(bad_url_message(url, str(exc))) from exc
-    return parsed
-
-
-@db.command("upgrade")
-@click.argument("revision", default="head")
-@click.option("--sql", is_flag=True, help="Print the SQL instead of running it (offline mode).")
-@click.pass_context
-@_handle_errors
-def db_upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
-    """Upgrade the schema to REVISION (default: head)."""
-    from ..sql import migrations
-
-    url = _sql_url_or_fail(ctx)
-    _report_migration(ctx, url, migrations.upgrade(url, revision, schema=_schema(ctx), sql=sql))
-
-
-# ignore_unknown_options: Alembic's relative `downgrade -1` must be an argument, not an option.
-@db.command("downgrade", context_settings={"ignore_unknown_options": True})
-@click.argument("revision")
-@click.option("--sql", is_flag=True, help="Print the SQL instead of running it (offline mode).")
-@click.pass_context
-@_handle_errors
-def db_downgrade(ctx: click.Context, revision: str, sql: bool) -> None:
-    """Downgrade the schema to REVISION: base removes everything, -1 undoes one step."""
-    from ..sql import migrations
-
-    url = _sql_url_or_fail(ctx)
-    if not sql:
-        _require_existing_store(_url(ctx))
-    _report_migration(ctx, url, migrations.downgrade(url, revision, schema=_schema(ctx), sql=sql))
-
-
-def _report_migration(ctx: click.Context, url: sa.URL, sql: str | None) -> None:
-    """Print the offline SQL, or the revision the database is at now."""
-    from ..sql import migrations
-
-    if sql is not None:
-        click.echo(sql)
-        return
-    now = migrations.current(url, schema=_schema(ctx))
-    click.echo(f"{mask_url(_url(ctx))} is at revision {now or 'base (empty)'}")
-
-
-@db.command("current")
-@click.pass_context
-@_handle_errors
-def db_current(ctx: click.Context) -> None:
-    """Print the schema revision of the database (none if it has no tables of ours)."""
-    from ..sql import migrations
-
-    url = _sql_url_or_fail(ctx)
-    _require_existing_store(_url(ctx))
-    revision = migrations.current(url, schema=_schema(ctx))
-    head = migrations.head()
-    state = "up to date" if revision == head else f"head is {head}"
-    click.echo(f"{revision or 'none'} ({state})")
-
-
-@db.command("history")
-@_handle_errors
-def db_history() -> None:
-    """List the migrations shipped with this version, newest first."""
-    from ..sql import migrations
-
-    table = Table(title="Migrations", title_justify="left")
-    for header in ("Revision", "Down revision", "Description"):
-        table.add_column(header)
-    for revision, down, description in migrations.history():
-        table.add_row(revision, down or "base", Text(description))
-    _console().print(table)
 
 
 # -- demo -------------------------------------------------------------------------------------
@@ -598,7 +338,7 @@ def db_history() -> None:
     help="Kill the process abruptly after this many events (then run again to resume).",
 )
 @click.pass_context
-@_handle_errors
+@handle_errors
 def demo(
     ctx: click.Context,
     partitions: int,
@@ -609,8 +349,8 @@ def demo(
     """Consume a synthetic stream, checkpointing as it goes; resumes where it stopped."""
     from .demo import DEMO_CONSUMER_GROUP, DEMO_NAME, DEMO_NAMESPACE, run_demo
 
-    url = _url(ctx)
-    with _open(url, writing=True, monotonic=True, schema=_schema(ctx)) as persister:
+    url = url_of(ctx)
+    with open_store(url, writing=True, monotonic=True, schema=schema_of(ctx)) as persister:
         run_demo(
             persister,
             url=mask_url(url),
@@ -618,12 +358,7 @@ def demo(
             events=events,
             checkpoint_every=checkpoint_every,
             crash_after=crash_after,
-            console=_console(),
+            console=console(),
         )
         records = persister.list(DEMO_NAMESPACE, DEMO_NAME, DEMO_CONSUMER_GROUP)
-    _console().print(status_table(records, datetime.now(timezone.utc)))
-
-
-def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="streamcheckpoint")
+    console().print(status_table(records, datetime.now(timezone.utc)))

@@ -1,0 +1,192 @@
+"""The ``streamcheckpoint`` group and what its commands share: options, opening stores, errors.
+
+Commands only: storage logic lives in the library.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+
+from ..errors import PersistError
+from ..persister import BasePersister
+from ..redaction import mask_url, redact
+from ..urls import locate, open_persister
+
+if TYPE_CHECKING:
+    pass
+
+DEFAULT_URL = "sqlite:///checkpoints.db"
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_STALE = 3
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def console(stderr: bool = False) -> Console:
+    # Wide enough that tables aren't folded when output is piped or captured.
+    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 160, highlight=False)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: _F) -> _F:
+    """Turn library errors into one line on stderr: exit 1 at run time, 2 for bad input."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        candidates = ((ctx.obj or {}).get("url"), kwargs.get("src_url"), kwargs.get("dst_url"))
+        urls = [u for u in candidates if isinstance(u, str)]
+
+        def clean(message: str) -> str:
+            for url in urls:
+                message = redact(message, url)
+            return message.splitlines()[0] if message else message
+
+        try:
+            return func(*args, **kwargs)
+        except PersistError as exc:
+            fail(clean(str(exc)), EXIT_RUNTIME)
+        except (ValueError, TypeError) as exc:
+            fail(clean(str(exc)), EXIT_USAGE)
+        except OSError as exc:
+            fail(clean(str(exc)), EXIT_RUNTIME)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def is_sql_url(url: str) -> bool:
+    return locate(url).kind == "sql"
+
+
+def require_existing_store(url: str) -> None:
+    """Refuse a missing SQLite file or checkpoint directory instead of creating an empty one.
+
+    For read-only commands: a mistyped path would otherwise look like a store with no
+    checkpoints (and ``copy`` would report success, having copied nothing).
+    """
+    location = locate(url)
+    if location.path is None or location.path.exists():
+        return
+    if location.kind == "sql":
+        raise PersistError(
+            f"no checkpoint database at {location.path} (URL {mask_url(url)}); check --url, or "
+            "create it with `streamcheckpoint db upgrade`"
+        )
+    raise PersistError(
+        f"no checkpoint directory at {location.path} (URL {mask_url(url)}); check the URL"
+    )
+
+
+@contextmanager
+def open_store(
+    url: str, *, writing: bool, monotonic: bool = False, schema: str | None = None
+) -> Iterator[BasePersister]:
+    """Open the store at ``url``; read-only commands never create or migrate a database."""
+    options: dict[str, Any] = {"monotonic": monotonic}
+    if is_sql_url(url):
+        options["migrate"] = writing
+        if schema is not None:
+            options["schema"] = schema
+    if not writing:
+        require_existing_store(url)
+    persister = open_persister(url, **options)
+    try:
+        yield persister
+    finally:
+        persister.close()
+
+
+def url_of(ctx: click.Context) -> str:
+    return str(ctx.obj["url"])
+
+
+def schema_of(ctx: click.Context) -> str | None:
+    schema = ctx.obj.get("schema")
+    return None if schema is None else str(schema)
+
+
+class _OneLineErrors(click.Group):
+    """A group whose usage errors are one line on stderr (exit 2), like every other error."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            message = " ".join(exc.format_message().split())  # click's may span lines
+            fail(f"{message}{hint}", EXIT_USAGE)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("aborted; nothing changed", EXIT_RUNTIME)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--url",
+    envvar="STREAMCHECKPOINT_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="Checkpoint store: sqlite:///file.db, postgresql+psycopg://..., mysql+pymysql://..., "
+    "file:///dir[?layout=go], memory://. Also read from STREAMCHECKPOINT_URL.",
+)
+@click.option(
+    "--schema",
+    envvar="STREAMCHECKPOINT_SCHEMA",
+    help="PostgreSQL schema (MySQL: database) holding the checkpoints table (default: the "
+    "search path; the URL's database). Also read from STREAMCHECKPOINT_SCHEMA.",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show what the library does (migrations, reconnects, retries) on stderr.",
+)
+@click.version_option(package_name="streamcheckpoint")
+@click.pass_context
+def cli(ctx: click.Context, url: str, schema: str | None, verbose: bool) -> None:
+    """Inspect and manage stream consumer checkpoints."""
+    ctx.ensure_object(dict)
+    ctx.obj["url"] = url
+    ctx.obj["schema"] = schema
+    if verbose:
+        _log_to_stderr(ctx)
+
+
+def _log_to_stderr(ctx: click.Context) -> None:
+    """Send the library's INFO records and above to stderr while the command runs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("streamcheckpoint")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    ctx.call_on_close(restore)
