@@ -208,8 +208,8 @@ def _run(ctx: Context, plan: Plan, synchronous: str, loop: asyncio.AbstractEvent
         section.notes.append(SQLALCHEMY_NOTE)
         section.notes.append(
             f"{CONCURRENT} writes at once: each write is its own transaction; a thread (or "
-            "worker thread) that finds another's write in progress waits for it in SQLite's "
-            "busy handler, on a connection of its own from the pool, as another process would"
+            "worker thread) that finds another's write in progress waits for the persister's "
+            "kept connection (at most busy_timeout), not in SQLite's busy handler"
         )
 
 
@@ -272,8 +272,8 @@ def _concurrent_writes(
     default, and on 16), against one writer making them one after another.
 
     Each write is its own transaction: a thread that finds another's write in progress waits
-    in SQLite's busy handler (on a connection of its own from the pool), so the ratio shows
-    what a burst of concurrent single writes costs over writing them in turn.
+    for the persister's kept connection (at most ``busy_timeout``), so the ratio shows what a
+    burst of concurrent single writes costs over writing them in turn.
     """
     pool = ThreadPoolExecutor(8)
     ctx.cleanup.callback(pool.shutdown)

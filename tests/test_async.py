@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import pytest
@@ -40,6 +42,7 @@ from streamcheckpoint import (
     open_async_persister,
     open_persister,
 )
+from streamcheckpoint.sql import connection as connection_module
 
 T = TypeVar("T")
 UTC = timezone.utc
@@ -439,41 +442,6 @@ class HeldStore:
     _release: Callable[[], None] | None = None
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _valve: threading.Timer | None = None
-    _sqlite_writes_in_flight: int = 0
-
-    def watch_sqlite_writes(self) -> Callable[[], None]:
-        """Count the upserts executing on engines of our SQLite file; return the undo."""
-
-        def ours(connection: sa.Connection, statement: str) -> bool:
-            return statement.startswith("INSERT") and connection.engine.url.database == str(
-                self.database
-            )
-
-        def before(connection: sa.Connection, cursor: Any, statement: str, *args: Any) -> None:
-            if ours(connection, statement):
-                self._sqlite_writes_in_flight += 1
-
-        def after(connection: sa.Connection, cursor: Any, statement: str, *args: Any) -> None:
-            if ours(connection, statement):
-                self._sqlite_writes_in_flight -= 1
-
-        def failed(context: Any) -> None:
-            if ours(context.connection, context.statement or ""):
-                self._sqlite_writes_in_flight -= 1
-
-        hooks: list[tuple[str, Callable[..., None]]] = [
-            ("before_cursor_execute", before),
-            ("after_cursor_execute", after),
-            ("handle_error", failed),
-        ]
-        for name, hook in hooks:
-            sa.event.listen(sa.Engine, name, hook)
-
-        def undo() -> None:
-            for name, hook in hooks:
-                sa.event.remove(sa.Engine, name, hook)
-
-        return undo
 
     def open(self, **options: Any) -> AsyncSQLPersister:
         return AsyncSQLPersister(self.url, schema=self.schema, **options)
@@ -533,8 +501,9 @@ class HeldStore:
     def write_waiting(self) -> bool:
         """Whether one of our writes is waiting for the lock that ``hold`` took."""
         if self.database is not None:
-            # An upsert that SQLite's busy handler holds up: begun and not returned.
-            return self._sqlite_writes_in_flight > 0
+            # A thread inside the persister's statement call, which SQLite's busy handler holds
+            # up while hold() has the write lock.
+            return any(_in_a_statement(frame) for frame in sys._current_frames().values())
         engine = sa.create_engine(self.url, poolclass=sa.NullPool)
         try:
             with engine.connect() as connection:
@@ -550,22 +519,31 @@ class HeldStore:
         return bool(waiting)
 
 
+def _in_a_statement(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a caller of it runs a statement on the persister's connection."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename == connection_module.__file__ and code.co_name in STATEMENT_CALLS:
+            return True
+        frame = frame.f_back
+    return False
+
+
+STATEMENT_CALLS = {"on_cursor", "_run_once"}
+
+
 @pytest.fixture(params=["sqlite-file", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def held_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HeldStore]:
     if request.param == "sqlite-file":
         database = tmp_path / "held.db"
         store = HeldStore("sqlite-file", f"sqlite:///{database}", None, database)
-        unwatch = store.watch_sqlite_writes()
     else:
         url, schema = request.getfixturevalue("postgres_schema")
         store = HeldStore("postgresql", url, schema)
-        unwatch = None
     try:
         yield store
     finally:
         store.release()
-        if unwatch is not None:
-            unwatch()
 
 
 def test_the_loop_runs_while_a_write_waits_for_a_lock(held_store: HeldStore) -> None:

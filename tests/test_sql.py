@@ -670,6 +670,38 @@ def test_threads_share_one_persister(store: Store) -> None:
     }
 
 
+def test_sqlite_writes_of_threads_wait_for_the_kept_connection_at_most_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    """On SQLite a thread's write waits for the persister's connection (woken when it is free)
+    instead of sleeping in SQLite's busy handler on a connection of its own, and no longer than
+    busy_timeout; reads still take another connection."""
+    persister = SQLPersister(f"sqlite:///{tmp_path / 'c.db'}?busy_timeout=300")
+    persister.write(*KEY, Checkpoint("1", 1))
+    pool = persister.engine.pool
+    assert isinstance(pool, sa.pool.QueuePool)
+    with persister._connection._lock:  # another thread's call in progress on the kept one
+        started = time.monotonic()
+        with pytest.raises(PersistError, match=r"waited 0\.3 s for this persister's other calls"):
+            persister.write(*KEY, Checkpoint("2", 2))
+        assert 0.3 <= time.monotonic() - started < 3
+        assert persister.read(*KEY) == Checkpoint("1", 1)  # on a pool connection
+        assert pool.checkedout() == 0  # and back
+        done = threading.Event()
+
+        def write_then_say_so() -> None:
+            persister.write(*KEY, Checkpoint("3", 3))
+            done.set()
+
+        writer = threading.Thread(target=write_then_say_so)
+        writer.start()
+        assert not done.wait(0.1)  # waiting for the kept connection
+    writer.join(timeout=10)
+    assert done.is_set()
+    assert persister.read(*KEY) == Checkpoint("3", 3)
+    persister.close()
+
+
 def test_threads_share_an_in_memory_database() -> None:
     first = SQLPersister("sqlite://", monotonic=True)
     second = SQLPersister(first.engine, monotonic=True)

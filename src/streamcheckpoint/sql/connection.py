@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import DBAPICursor
@@ -70,7 +70,8 @@ class KeptConnection:
         self._shared = shared is not None
         self._lock: threading.Lock | threading.RLock = shared or threading.Lock()
         self._kept: sa.Connection | None = None
-        self._cursor: DBAPICursor | None = None  # the kept connection's, for fetch()
+        self._cursor: DBAPICursor | None = None  # the kept connection's, for on_cursor()
+        self._writers_wait: float | None = None  # see _take()
         self._closed = False  # set under _lock: a call that was already on its way fails
 
     def run(self, work: Callable[[sa.Connection], _T], *, write: bool = False) -> _T:
@@ -86,7 +87,7 @@ class KeptConnection:
         attempt = 1
         while True:
             try:
-                return self._run_once(work)
+                return self._run_once(work, write)
             except sa.exc.DBAPIError as exc:
                 if exc.connection_invalidated and not reconnected:
                     reconnected = True
@@ -125,24 +126,34 @@ class KeptConnection:
         return committed
 
     def fetch(self, sql: str, values: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        """Every row of the query ``sql``, as the driver gives them.
+        """Every row of the query ``sql``, as the driver gives them (see :meth:`on_cursor`)."""
+        rows: Sequence[Sequence[Any]] = self.on_cursor(sql, values, write=False)
+        return rows
 
-        On the kept connection's own cursor when it is free, which SQLAlchemy's path would
-        make about twice as slow for a read by key (``benchmarks/README.md``); through
-        :meth:`run` otherwise, and when the driver raises anything, so that a lost
-        connection is noticed and errors are SQLAlchemy's.
+    def on_cursor(self, sql: str, values: Sequence[Any], *, write: bool) -> Any:
+        """Run one statement on the kept connection's cursor: a query's rows, a write's row
+        count. The two calls where SQLAlchemy's own path measured too slow for our targets
+        (a read by key, a single write: ``benchmarks/README.md``).
+
+        Through SQLAlchemy (:meth:`run`) when the kept connection is another thread's or not
+        there yet, and when the driver says it is lost or the database rolled the statement back
+        to break a deadlock; any other driver error is raised as it is.
         """
         cursor = self._cursor
-        if cursor is not None and self._lock.acquire(blocking=False):
+        if cursor is not None and self._take(write):
             try:
                 if cursor is self._cursor:  # still the kept connection's: not closed or lost
-                    cursor.execute(sql, values)
-                    return cursor.fetchall()
-            except self.driver_error:
-                pass
+                    try:
+                        cursor.execute(sql, values)
+                        return cursor.rowcount if write else cursor.fetchall()
+                    except self.driver_error as exc:
+                        if not self._worth_another_try(exc, cursor):
+                            raise
             finally:
                 self._lock.release()
-        return self.run(lambda connection: connection.exec_driver_sql(sql, tuple(values)).all())
+        if write:
+            return self.run(lambda c: c.exec_driver_sql(sql, tuple(values)).rowcount, write=True)
+        return self.run(lambda c: c.exec_driver_sql(sql, tuple(values)).all())
 
     def close(self) -> None:
         """Close the kept connection; calls after this raise."""
@@ -152,8 +163,8 @@ class KeptConnection:
         if kept is not None:
             kept.close()
 
-    def _run_once(self, work: Callable[[sa.Connection], _T]) -> _T:
-        if not self._lock.acquire(blocking=self._shared):
+    def _run_once(self, work: Callable[[sa.Connection], _T], write: bool) -> _T:
+        if not self._take(write):
             return self._run_borrowed(work)  # another thread has the kept one
         try:
             if self._shared:
@@ -164,21 +175,67 @@ class KeptConnection:
                 return work(kept)
             except sa.exc.DBAPIError as exc:
                 if exc.connection_invalidated:
-                    self._kept = self._cursor = None
-                    with contextlib.suppress(Exception):
-                        kept.close()
+                    self._drop_kept()
                 raise
         finally:
             self._lock.release()
+
+    def _take(self, write: bool) -> bool:
+        """Take the kept connection, if it is free; whether that worked.
+
+        A write to a database that has one writer at a time anyway (SQLite) waits for it, as
+        long as the database would make it wait for another connection's write
+        (``busy_timeout``), rather than wait in the database's busy handler, which sleeps
+        between tries. Where everybody shares one connection, every call waits for it.
+        """
+        self._check_open()
+        if self._shared:
+            return self._lock.acquire()
+        wait = self._writers_wait if write else None
+        if wait is None:
+            return self._lock.acquire(blocking=False)
+        if self._lock.acquire(timeout=wait):
+            return True
+        raise PersistError(
+            f"a write to {self._where} waited {wait:g} s for this persister's other calls "
+            "(the database's busy timeout) and gave up; nothing was written"
+        )
+
+    def _worth_another_try(self, error: Exception, cursor: DBAPICursor) -> bool:
+        """Whether a statement the kept cursor failed should run again through SQLAlchemy:
+        the connection is lost (then it is dropped) or the statement was rolled back to break
+        a deadlock."""
+        kept = self._kept
+        if kept is not None and self._engine.dialect.is_disconnect(
+            cast(Any, error), kept.connection.dbapi_connection, cursor
+        ):
+            logger.warning(
+                "lost the connection to %s (%s); running the call again on a new one",
+                self._where,
+                redact(str(error).strip().split("\n")[0], self._url),
+            )
+            kept.invalidate(error)
+            self._drop_kept()
+            return True
+        return self._dialect.is_transient(error)
 
     def _keep(self) -> sa.Connection:
         """A connection to keep, detached from the pool: the pool's connections all stay for
         everything else, so a pool of one still serves another thread or a migration."""
         connection = self._engine.connect()
         connection.detach()
-        self._cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        driver = connection.connection.dbapi_connection
+        assert driver is not None
+        self._writers_wait = self._dialect.writers_wait(driver)
+        self._cursor = driver.cursor()
         self._kept = connection
         return connection
+
+    def _drop_kept(self) -> None:
+        kept, self._kept, self._cursor = self._kept, None, None
+        if kept is not None:
+            with contextlib.suppress(Exception):
+                kept.close()
 
     def _run_borrowed(self, work: Callable[[sa.Connection], _T]) -> _T:
         self._check_open()

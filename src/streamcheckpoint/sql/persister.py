@@ -114,11 +114,8 @@ class SQLPersister(BasePersister):
             self._write_batch([(key, checkpoint)], "write")
             return
         row = self._dialect.write_rows([(key, checkpoint)])[0]
-        upsert = self._upsert
         try:
-            written = self._connection.run(
-                lambda c: c.exec_driver_sql(upsert, row).rowcount, write=True
-            )
+            written = self._connection.on_cursor(self._upsert, row, write=True)
         except self._errors as exc:
             self._fail(exc, "write", key)
         if self.monotonic and written == 0:

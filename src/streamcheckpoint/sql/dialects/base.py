@@ -182,6 +182,12 @@ class Dialect(abc.ABC):
         ``options`` are the caller's engine options; they win over our defaults.
         """
 
+    def writers_wait(self, connection: DBAPIConnection) -> float | None:
+        """How long a write waits for another thread's call on the persister's connection,
+        in seconds, where the database lets one writer in at a time anyway; ``None``: the write
+        takes another connection instead, and the database decides."""
+        return None
+
     def check_engine(self, engine: sa.Engine) -> None:  # noqa: B027 - optional
         """Refuse (``ValueError``) a caller's engine that a persister can't use safely."""
 

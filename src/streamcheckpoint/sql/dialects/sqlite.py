@@ -138,6 +138,14 @@ class SQLiteDialect(OnConflictDialect):
                 "use a separate database file instead"
             )
 
+    def writers_wait(self, connection: DBAPIConnection) -> float | None:
+        cursor = connection.cursor()
+        try:
+            row = cursor.execute("PRAGMA busy_timeout").fetchone()
+        finally:
+            cursor.close()
+        return int(row[0]) / 1000 if row else 0.0
+
     def check_engine(self, engine: sa.Engine) -> None:
         if isinstance(engine.pool, SingletonThreadPool) and _is_memory(engine.url):
             raise ValueError(
