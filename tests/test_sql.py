@@ -279,6 +279,24 @@ def test_updated_at_comes_from_the_database_clock(store: Store) -> None:
     assert later.updated_at >= record.updated_at
 
 
+def test_a_row_inserted_by_hand_without_updated_at_gets_the_database_clock(store: Store) -> None:
+    """Revision 0002: updated_at defaults to the database's clock on every database."""
+    persister = store.open()
+    persister.write(*KEY, Checkpoint("1", 1))  # for the time the database stamps a write with
+    [written] = persister.list()
+    columns = "namespace, name, consumer_group, partition_id, stream_offset, sequence_number"
+    values = "'ns.example', 'hub', 'cg', 'by-hand', '42', 42"
+    if store.kind == "mysql":
+        hashed = "UNHEX(SHA2(CONCAT_WS(X'00', 'ns.example', 'hub', 'cg', 'by-hand'), 256))"
+        columns, values = f"key_hash, {columns}", f"{hashed}, {values}"
+    store.sql(f"INSERT INTO {{table}} ({columns}) VALUES ({values})")
+    by_hand = {r.key.partition_id: r for r in persister.list()}["by-hand"]
+    assert by_hand.checkpoint == Checkpoint("42", 42)
+    assert by_hand.updated_at is not None
+    assert written.updated_at is not None
+    assert timedelta(0) <= by_hand.updated_at - written.updated_at < timedelta(minutes=5)
+
+
 @pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
 def test_upserts_take_updated_at_from_the_database_not_from_a_parameter(dialect: Any) -> None:
     statements = statements_for(dialect)
@@ -885,7 +903,7 @@ def test_terminated_backends_between_calls_cost_nothing(
     persister = SQLPersister(url)
     persister.write(*KEY, Checkpoint("0", 0))
     migrated = [r.getMessage() for r in caplog.records]
-    assert any("upgrade from revision none to 0001" in m for m in migrated), migrated
+    assert any("upgrade from revision none to 0002" in m for m in migrated), migrated
     for i in range(1, 4):
         assert _terminate(admin, name) >= 1
         persister.write(*KEY, Checkpoint(str(i), i))

@@ -80,6 +80,6 @@ def test_installed_wheel_migrates_a_new_database(tmp_path: Path) -> None:
     assert Path(report["package"]).is_relative_to(venv_site)
     assert Path(report["scripts"]) == venv_site / "streamcheckpoint" / "_migrations"
     assert (Path(report["scripts"]) / "versions" / "0001_create_checkpoints.py").is_file()
-    assert report["current"] == report["head"] == "0001"
+    assert report["current"] == report["head"] == "0002"
     assert str(REPO / "src") not in report["sys_path"]
     assert database.is_file()

@@ -88,11 +88,12 @@ def checkpoint_columns(
     ]
 
 
-def keyed_table(timestamp: sa.types.TypeEngine[datetime]) -> sa.Table:
-    """The table keyed on its four key columns (SQLite, PostgreSQL), in a metadata of its own."""
+def keyed_table(timestamp: sa.types.TypeEngine[datetime], clock: str) -> sa.Table:
+    """The table keyed on its four key columns (SQLite, PostgreSQL), in a metadata of its own;
+    ``updated_at`` defaults to ``clock``, the database's time as SQL."""
     return sa.Table(
         TABLE_NAME,
         sa.MetaData(),
-        *checkpoint_columns(timestamp),
+        *checkpoint_columns(timestamp, updated_default=sa.text(clock)),
         sa.PrimaryKeyConstraint(*KEY_COLUMN_NAMES),
     )

@@ -43,7 +43,7 @@ class PostgreSQLDialect(OnConflictDialect):
     extra = "postgres"
     # SQLAlchemy picks psycopg2 for the first and refuses the second.
     bare_names = ("postgresql", "postgres")
-    table: ClassVar[sa.Table] = keyed_table(UTCTimestamp())
+    table: ClassVar[sa.Table] = keyed_table(UTCTimestamp(), "now()")
     timestamp = UTCTimestamp
 
     def insert(self, table: sa.Table) -> Any:

@@ -60,6 +60,9 @@ _SYNCHRONOUS_CHOICES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 _TEXT_LENGTH = len("2026-01-01 00:00:00.000000")
 
+_CLOCK = "strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'"
+"""The time as the table stores it: SQLite's clock has milliseconds, the column six digits."""
+
 
 class SQLiteTimestamp(UTCTimestamp):
     """UTC text with six fraction digits; text written by hand in another ISO 8601 form reads
@@ -97,7 +100,7 @@ class SQLiteDialect(OnConflictDialect):
     name = "sqlite"
     driver = "pysqlite"
     url_example = "sqlite:///path/to/checkpoints.db"
-    table: ClassVar[sa.Table] = keyed_table(SQLiteTimestamp())
+    table: ClassVar[sa.Table] = keyed_table(SQLiteTimestamp(), f"({_CLOCK})")
     timestamp = SQLiteTimestamp
     locks_rows = False
     begin_sql = "BEGIN IMMEDIATE"
@@ -106,8 +109,7 @@ class SQLiteDialect(OnConflictDialect):
         return sqlite.insert(table)
 
     def clock(self) -> sa.ColumnElement[Any]:
-        # SQLite's clock has milliseconds; the column promises six fraction digits.
-        return sa.literal_column("strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'")
+        return sa.literal_column(_CLOCK)
 
     def configure(
         self, url: sa.URL, options: dict[str, Any]
