@@ -334,9 +334,24 @@ def test_bad_stale_value_is_a_usage_error(db: Path, value: str) -> None:
     assert_error(result, 2, repr(value), "30s")
 
 
-def test_hub_filter_without_namespace_is_a_usage_error(tmp_path: Path) -> None:
-    result = invoke("--url", sqlite_url(tmp_path / "missing.db"), "status", "--name", "hub")
-    assert_error(result, 2, "namespace")
+def test_status_filters_by_any_combination(db: Path) -> None:
+    """--name or --consumer-group alone, or any combination, narrows the listing."""
+    namespace, hub, group = GROUP
+    write(sqlite_url(db), "0", 3, group=(namespace, "another-hub", group))
+    write(sqlite_url(db), "0", 4, group=("another.ns", hub, "other"))
+    everything = status_json(sqlite_url(db))
+    for options, wanted in [
+        (["--name", hub], {"name": hub}),
+        (["--consumer-group", group], {"consumer_group": group}),
+        (["--name", hub, "--consumer-group", "other"], {"name": hub, "consumer_group": "other"}),
+        (
+            ["--namespace", namespace, "--consumer-group", group],
+            {"namespace": namespace, "consumer_group": group},
+        ),
+    ]:
+        expected = [r for r in everything if all(r[f] == v for f, v in wanted.items())]
+        assert expected
+        assert status_json(sqlite_url(db), *options) == expected
 
 
 def test_status_never_creates_a_database(tmp_path: Path) -> None:

@@ -249,18 +249,24 @@ def test_list_returns_records_sorted_by_key_in_natural_partition_order(
 @pytest.mark.parametrize(
     "scope",
     [
-        ("a.ns",),
-        ("b.ns",),
-        ("a.ns", "hub"),
-        ("a.ns", "hub2"),
-        ("a.ns", "hub", "cg"),
-        ("a.ns", "hub", "cg2"),
+        {"namespace": "a.ns"},
+        {"namespace": "b.ns"},
+        {"namespace": "a.ns", "name": "hub"},
+        {"namespace": "a.ns", "name": "hub2"},
+        {"namespace": "a.ns", "name": "hub", "consumer_group": "cg"},
+        {"namespace": "a.ns", "name": "hub", "consumer_group": "cg2"},
+        {"name": "hub"},
+        {"consumer_group": "cg"},
+        {"name": "hub", "consumer_group": "cg2"},
+        {"namespace": "a.ns", "consumer_group": "cg"},
+        {"namespace": "b.ns", "consumer_group": "cg"},
     ],
+    ids=lambda scope: "+".join(scope),
 )
-def test_list_filters_narrow_in_key_order(listed: BasePersister, scope: tuple[str, ...]) -> None:
-    expected = [k for k in LISTED if k[: len(scope)] == scope]
+def test_list_filters_in_any_combination(listed: BasePersister, scope: dict[str, str]) -> None:
+    expected = [k for k in LISTED if all(getattr(k, f) == v for f, v in scope.items())]
     assert expected
-    assert [r.key for r in listed.list(*scope)] == expected
+    assert [r.key for r in listed.list(**scope)] == expected
 
 
 @pytest.mark.parametrize(
@@ -291,15 +297,15 @@ def test_list_of_an_empty_store(persister: BasePersister) -> None:
 @pytest.mark.parametrize(
     ("filters", "error", "field"),
     [
-        ({"name": HUB}, ValueError, "namespace"),
-        ({"consumer_group": CG}, ValueError, "namespace"),
-        ({"namespace": NS, "consumer_group": CG}, ValueError, "name"),
+        ({"name": ""}, ValueError, "name"),
+        ({"consumer_group": 7}, TypeError, "consumer_group"),
+        ({"namespace": NS, "consumer_group": "c\x00g"}, ValueError, "consumer_group"),
         ({"namespace": ""}, ValueError, "namespace"),
         ({"namespace": 5}, TypeError, "namespace"),
         ({"namespace": NS, "name": "h\x00b"}, ValueError, "name"),
         ({"namespace": NS, "name": HUB, "consumer_group": "c" * 257}, ValueError, "consumer_group"),
     ],
-    ids=["name-alone", "group-alone", "group-without-name", "empty", "int", "nul", "too-long"],
+    ids=["empty-name", "int-group", "nul-group", "empty", "int", "nul", "too-long"],
 )
 def test_list_filters_are_validated(
     persister: BasePersister, filters: dict[str, object], error: type[Exception], field: str

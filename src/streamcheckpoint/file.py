@@ -65,7 +65,7 @@ from .fsops import (
     utc_from_ns,
     write_all,
 )
-from .persister import BasePersister, check_monotonic
+from .persister import BasePersister, Scope, check_monotonic, in_scope, scope_prefix
 
 if sys.platform != "win32":
     import fcntl
@@ -170,10 +170,12 @@ class FilePersister(BasePersister):
     def _read(self, key: PartitionKey) -> Checkpoint | None:
         return self._read_checkpoint(key, self._target(key))
 
-    def _list(self, prefix: tuple[str, ...]) -> builtins.list[CheckpointRecord]:
+    def _list(self, scope: Scope) -> builtins.list[CheckpointRecord]:
         records: builtins.list[CheckpointRecord] = []
-        with closing(self._files(prefix)) as found:
+        with closing(self._files(scope_prefix(scope))) as found:
             for directory, dir_fd, name, key in found:
+                if not in_scope(key, scope):
+                    continue
                 record = self._read_record(dir_fd, FileTarget(directory, name), key)
                 if record is not None:  # None: deleted since the directory was listed
                     records.append(record)

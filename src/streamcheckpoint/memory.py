@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from .checkpoint import Checkpoint, CheckpointRecord, PartitionKey
-from .persister import BasePersister, check_monotonic
+from .persister import BasePersister, Scope, check_monotonic, in_scope
 
 __all__ = ["MemoryPersister"]
 
@@ -45,11 +45,10 @@ class MemoryPersister(BasePersister):
             record = self._data.get(key)
         return None if record is None else record.checkpoint
 
-    def _list(self, prefix: tuple[str, ...]) -> Iterator[CheckpointRecord]:
+    def _list(self, scope: Scope) -> Iterator[CheckpointRecord]:
         with self._lock:
             records = list(self._data.values())
-        n = len(prefix)
-        return (r for r in records if r.key[:n] == prefix)
+        return (r for r in records if in_scope(r.key, scope))
 
     def _delete(
         self, namespace: str, name: str, consumer_group: str, partition_id: str | None

@@ -33,8 +33,10 @@ __all__ = [
     "check_bool",
     "check_delete_target",
     "check_monotonic",
+    "in_scope",
     "normalize_items",
     "normalize_scope",
+    "scope_prefix",
 ]
 
 _Self = TypeVar("_Self", bound="BasePersister")
@@ -132,22 +134,30 @@ def _check_key_shape(index: int, raw_key: object) -> None:
         )
 
 
-def normalize_scope(
-    namespace: str | None, name: str | None, consumer_group: str | None
-) -> tuple[str, ...]:
-    """Validate ``list`` filters, which narrow in key order, and return the given prefix."""
+Scope: TypeAlias = "tuple[str | None, str | None, str | None]"
+"""What ``list`` keeps: the namespace, name and consumer group it must have (``None``: any)."""
+
+
+def normalize_scope(namespace: object, name: object, consumer_group: object) -> Scope:
+    """Validate ``list`` filters (any of them may be ``None``) and return them as a scope."""
     given = (("namespace", namespace), ("name", name), ("consumer_group", consumer_group))
+    scope = tuple(None if v is None else check_key_component(f, v) for f, v in given)
+    return scope  # type: ignore[return-value]
+
+
+def scope_prefix(scope: Scope) -> tuple[str, ...]:
+    """The leading components a scope fixes: where a walk in key order can start."""
     prefix: list[str] = []
-    for position, (field, value) in enumerate(given):
+    for value in scope:
         if value is None:
-            later = [f for f, v in given[position + 1 :] if v is not None]
-            if later:
-                raise ValueError(
-                    f"list() filters narrow in key order: {later[0]} needs {field} too"
-                )
             break
-        prefix.append(check_key_component(field, value))
+        prefix.append(value)
     return tuple(prefix)
+
+
+def in_scope(key: PartitionKey, scope: Scope) -> bool:
+    """Whether ``key`` has every component ``scope`` asks for."""
+    return all(wanted is None or wanted == have for wanted, have in zip(scope, key, strict=False))
 
 
 def check_monotonic(key: PartitionKey, stored: Checkpoint | None, new: Checkpoint) -> None:
@@ -211,13 +221,14 @@ class BasePersister(abc.ABC):
         name: str | None = None,
         consumer_group: str | None = None,
     ) -> builtins.list[CheckpointRecord]:
-        """Return stored checkpoints, optionally narrowed by namespace, then name, then group.
+        """Return stored checkpoints, of the given namespace, name and consumer group (any
+        combination of them; ``None``: all).
 
         Sorted by key, partition ids in natural order (``"2"`` before ``"10"``).
         """
-        prefix = normalize_scope(namespace, name, consumer_group)
+        scope = normalize_scope(namespace, name, consumer_group)
         self._check_open()
-        return sorted(self._list(prefix), key=record_sort_key)
+        return sorted(self._list(scope), key=record_sort_key)
 
     def delete(
         self,
@@ -272,8 +283,8 @@ class BasePersister(abc.ABC):
         """Return the stored checkpoint or ``None``."""
 
     @abc.abstractmethod
-    def _list(self, prefix: tuple[str, ...]) -> Iterable[CheckpointRecord]:
-        """Yield records whose key starts with ``prefix`` (any order)."""
+    def _list(self, scope: Scope) -> Iterable[CheckpointRecord]:
+        """Yield the records of keys :func:`in_scope` (any order)."""
 
     @abc.abstractmethod
     def _delete(

@@ -38,8 +38,8 @@ from .render import is_stale, iso_utc, parse_duration, status_csv, status_json, 
 
 @cli.command()
 @click.option("--namespace", help="Only this Event Hubs namespace.")
-@click.option("--name", help="Only this event hub (needs --namespace).")
-@click.option("--consumer-group", help="Only this consumer group (needs --name).")
+@click.option("--name", help="Only this event hub.")
+@click.option("--consumer-group", help="Only this consumer group.")
 @click.option(
     "--stale",
     metavar="DURATION",
@@ -191,7 +191,9 @@ def reset(
     yes: bool,
 ) -> None:
     """Reset a consumer group's (or one partition's) checkpoints to start, end, or nothing."""
-    normalize_scope(namespace, name, consumer_group)
+    check_key_component("namespace", namespace)
+    check_key_component("name", name)
+    check_key_component("consumer_group", consumer_group)
     if partition is not None:
         check_key_component("partition_id", partition)
     # Read-only open: a mistyped URL must not create (and migrate) an empty database.
@@ -246,8 +248,8 @@ _COPY_BATCH = 500
 @click.argument("src_url")
 @click.argument("dst_url")
 @click.option("--namespace", help="Only this namespace.")
-@click.option("--name", help="Only this event hub (needs --namespace).")
-@click.option("--consumer-group", help="Only this consumer group (needs --name).")
+@click.option("--name", help="Only this event hub.")
+@click.option("--consumer-group", help="Only this consumer group.")
 @click.option(
     "--monotonic", is_flag=True, help="Never move a destination checkpoint backwards (skip those)."
 )
@@ -273,7 +275,7 @@ def copy(
     """
     scope = normalize_scope(namespace, name, consumer_group)
     with open_store(src_url, writing=False, schema=src_schema or schema_of(ctx)) as source:
-        if isinstance(source, FilePersister) and source.layout == "go" and len(scope) < 3:
+        if isinstance(source, FilePersister) and source.layout == "go" and None in scope:
             raise ValueError(
                 "copying from a Go-layout directory needs --namespace, --name and "
                 "--consumer-group: Go's file names drop `$` (so `$Default` would be copied as "

@@ -10,13 +10,13 @@ import sqlalchemy as sa
 
 from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from ..errors import PersistConnectionError, PersistError, SchemaError
-from ..persister import BasePersister, check_bool, check_monotonic
+from ..persister import BasePersister, Scope, check_bool, check_monotonic
 from ..redaction import mask_url, redact
 from .connection import KeptConnection
 from .dialects import Failure
 from .engine import UrlOrEngine, open_engine, resolve_url
 from .migrations import ensure_schema, upgrade_commands
-from .statements import checkpoint_from_row, compile_statements, record_from_row
+from .statements import checkpoint_from_row, compile_statements, record_from_row, scope_index
 
 __all__ = ["SQLPersister", "check_arguments"]
 
@@ -171,10 +171,11 @@ class SQLPersister(BasePersister):
             return None
         return checkpoint_from_row(rows[0], key, self._where, self._from_db)
 
-    def _list(self, prefix: tuple[str, ...]) -> list[CheckpointRecord]:
-        sql = self._sql.select_records[len(prefix)]
+    def _list(self, scope: Scope) -> list[CheckpointRecord]:
+        sql = self._sql.select_records[scope_index(scope)]
+        values = tuple(value for value in scope if value is not None)
         try:
-            rows = self._connection.run(lambda c: c.exec_driver_sql(sql, prefix).all())
+            rows = self._connection.run(lambda c: c.exec_driver_sql(sql, values).all())
         except self._errors as exc:
             self._fail(exc, "list", None)
         return [record_from_row(row, self._where, self._from_db) for row in rows]

@@ -18,6 +18,7 @@ from the database's clock, so hosts with skewed clocks agree.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from ..errors import CorruptCheckpointError
+from ..persister import Scope
 from .dialects.base import KEY_PARAMS, WRITE_PARAMS, Dialect
 from .schema import CHECKPOINT_COLUMN_NAMES, KEY_COLUMN_NAMES
 
@@ -38,6 +40,7 @@ __all__ = [
     "compile_statements",
     "corrupt_row_error",
     "record_from_row",
+    "scope_index",
     "statements_for",
 ]
 
@@ -56,7 +59,8 @@ class Statements:
     """The checkpoint columns of one key."""
 
     select_records: tuple[sa.Select[Any], ...]
-    """Whole rows whose key starts with the first ``n`` components, indexed by ``n`` (0-3)."""
+    """Whole rows of a namespace, name and consumer group, any of them given or not: indexed
+    by :func:`scope_index`, binding the given ones in that order."""
 
     delete_group: sa.Delete
     """Delete every partition of one consumer group (three key values)."""
@@ -77,6 +81,15 @@ class CompiledStatements:
     delete_partition: str
 
 
+_SCOPES = tuple(itertools.product((False, True), repeat=3))
+"""Which of namespace, name and consumer group a ``list`` gives, in every combination."""
+
+
+def scope_index(scope: Scope) -> int:
+    """Where the statement listing ``scope`` is in :attr:`Statements.select_records`."""
+    return _SCOPES.index(tuple(value is not None for value in scope))
+
+
 @functools.cache
 def statements_for(dialect: Dialect) -> Statements:
     """Build (once per database) every statement a persister runs."""
@@ -94,7 +107,18 @@ def statements_for(dialect: Dialect) -> Statements:
         upsert=upsert,
         upsert_monotonic=upsert_monotonic,
         select_checkpoint=sa.select(*checkpoint_columns).where(*dialect.key_filter(4)),
-        select_records=tuple(records.where(*dialect.key_filter(n)) for n in range(4)),
+        select_records=tuple(
+            records.where(
+                *(
+                    table.c[name] == sa.bindparam(param)
+                    for name, param, given in zip(
+                        KEY_COLUMN_NAMES, KEY_PARAMS, wanted, strict=False
+                    )
+                    if given
+                )
+            )
+            for wanted in _SCOPES
+        ),
         delete_group=sa.delete(table).where(*dialect.key_filter(3)),
         delete_partition=sa.delete(table).where(*dialect.key_filter(4)),
     )
@@ -128,7 +152,8 @@ def compile_statements(
         upsert_monotonic=text(statements.upsert_monotonic, dialect.upsert_params),
         select_checkpoint=text(statements.select_checkpoint, dialect.key_params),
         select_records=tuple(
-            text(statement, KEY_PARAMS[:n]) for n, statement in enumerate(statements.select_records)
+            text(statement, [p for p, given in zip(KEY_PARAMS, wanted, strict=False) if given])
+            for wanted, statement in zip(_SCOPES, statements.select_records, strict=True)
         ),
         delete_group=text(statements.delete_group, KEY_PARAMS[:3]),
         delete_partition=text(statements.delete_partition, dialect.key_params),
