@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from streamcheckpoint import Checkpoint, CheckpointRecord
+from streamcheckpoint.cli import app as cli_app
 from streamcheckpoint.cli import cli
 from streamcheckpoint.cli.demo import (
     DEMO_CONSUMER_GROUP,
@@ -567,12 +568,56 @@ def test_reset_one_partition_to_end(db: Path) -> None:
     }
 
 
-def test_reset_a_partition_without_checkpoint_still_writes_one(db: Path) -> None:
+def _damage(db: Path, partition: str) -> None:
+    """Write a value into partition's row that no checkpoint can have (by hand, as people do)."""
+    connection = sqlite3.connect(db)
+    with connection:
+        connection.execute(
+            "UPDATE checkpoints SET enqueue_time = 'yesterday' WHERE partition_id = ?",
+            (partition,),
+        )
+    connection.close()
+
+
+def test_status_shows_the_readable_partitions_and_marks_a_damaged_one(db: Path) -> None:
     url = sqlite_url(db)
+    _damage(db, "2")
+    table = invoke("--url", url, "status")
+    assert table.exit_code == 1
+    rows = {row[3]: row for row in table_rows(table.stdout)}
+    assert set(rows) == {"0", "1", "2", "10"}
+    assert rows["2"][4] == "UNREADABLE"
+    assert rows["10"][5] == "100"  # the others as ever
+    error = [line for line in table.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1
+    assert "1 stored checkpoint(s) can't be read" in error[0]
+    assert "--partition 2 --to delete" in error[0]
+    as_json = invoke("--url", url, "status", "--format", "json")
+    assert as_json.exit_code == 1
+    by_partition = {row["partition_id"]: row for row in json.loads(as_json.stdout)}
+    assert by_partition["1"]["error"] is None
+    assert "yesterday" in str(by_partition["2"]["error"])
+    as_csv = invoke("--url", url, "status", "--format", "csv")
+    assert as_csv.stdout.splitlines()[0].endswith(",error")
+    # A damaged checkpoint can always be deleted (or overwritten) with reset.
+    reset = ok("--url", url, "reset", *GROUP, "--partition", "2", "--to", "delete", "--yes")
+    assert "unreadable" in reset.stdout
+    assert "deleted 1 checkpoint(s)" in reset.stdout
+    assert set(positions(url, *GROUP)) == {"0", "1", "10"}
+    _damage(db, "1")
+    ok("--url", url, "reset", *GROUP, "--to", "start", "--yes")
+    assert set(positions(url, *GROUP).values()) == {("-1", 0)}
 
-    result = ok("--url", url, "reset", *GROUP, "--partition", "7", "--to", "start", "--yes")
 
-    assert "reset 1 checkpoint(s)" in result.stdout
+def test_reset_of_a_partition_without_checkpoint_needs_create(db: Path) -> None:
+    url = sqlite_url(db)
+    before = positions(url)
+
+    refused = invoke("--url", url, "reset", *GROUP, "--partition", "7", "--to", "start", "--yes")
+    assert_error(refused, 1, "no checkpoint is stored for partition '7'", "--create")
+    assert positions(url) == before  # a typo creates nothing
+
+    ok("--url", url, "reset", *GROUP, "--partition", "7", "--to", "start", "--create", "--yes")
     assert positions(url, *GROUP)["7"] == ("-1", 0)
 
 
@@ -592,6 +637,21 @@ def test_reset_delete_removes_the_group_or_one_partition(db: Path) -> None:
     assert "nothing to reset" in result.stdout
 
 
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI believes it runs on a terminal, so it asks (the answers come from ``input``)."""
+    monkeypatch.setattr(cli_app, "stdin_is_a_terminal", lambda: True)
+
+
+def test_without_a_terminal_destructive_commands_need_yes(db: Path) -> None:
+    url = sqlite_url(db)
+    before = positions(url)
+    result = invoke("--url", url, "reset", *GROUP, "--to", "end", input="y\n")
+    assert_error(result, 2, "Reset 4 checkpoint(s) to end of stream", "refusing without --yes")
+    assert positions(url) == before
+
+
+@pytest.mark.usefixtures("terminal")
 @pytest.mark.parametrize("answer", ["n\n", ""], ids=["no", "end-of-input"])
 def test_reset_shows_the_plan_and_not_answering_yes_changes_nothing(db: Path, answer: str) -> None:
     url = sqlite_url(db)
@@ -601,7 +661,7 @@ def test_reset_shows_the_plan_and_not_answering_yes_changes_nothing(db: Path, an
 
     assert result.exit_code != 0
     assert "Traceback" not in result.output
-    assert "Reset 4 checkpoint(s)?" in result.stdout
+    assert "Reset 4 checkpoint(s) to end of stream?" in result.stdout
     plan = {row[0]: row[1:] for row in table_rows(result.stdout)}
     assert plan == {
         "0": ["0", "0", "@latest"],
@@ -614,12 +674,13 @@ def test_reset_shows_the_plan_and_not_answering_yes_changes_nothing(db: Path, an
     assert positions(url) == before
 
 
+@pytest.mark.usefixtures("terminal")
 def test_reset_answering_yes_applies_it(db: Path) -> None:
     url = sqlite_url(db)
 
     result = ok("--url", url, "reset", *GROUP, "--to", "end", input="y\n")
 
-    assert "Reset 4 checkpoint(s)?" in result.stdout
+    assert "Reset 4 checkpoint(s) to end of stream?" in result.stdout
     assert set(positions(url, *GROUP).values()) == {("@latest", 0)}
 
 

@@ -1115,7 +1115,39 @@ def test_unreadable_rows_are_corrupt_checkpoint_errors_naming_the_key(
         with pytest.raises(CorruptCheckpointError, match=expected) as caught:
             call()
         assert "partition_id='0'" in str(caught.value)
+        assert caught.value.key == KEY
     assert persister.read(*other) == Checkpoint("2", 2)
+    with pytest.raises(CorruptCheckpointError) as listed:
+        persister.list()
+    assert [r.key for r in listed.value.records] == [other]  # the rest, readable
+    assert [e.key for e in listed.value.unreadable] == [KEY]
+
+
+@pytest.mark.parametrize("column", ["enqueue_time", "updated_at"])
+@pytest.mark.parametrize(
+    "value",
+    ["infinity", "-infinity", "0044-03-15 12:00:00+00 BC", "10000-01-01 00:00:00+00"],
+)
+def test_postgresql_timestamps_python_cant_hold_are_corrupt_rows(
+    postgres_store: Store, column: str, value: str
+) -> None:
+    """psycopg can't load them and fails the whole query: each such row is still reported on
+    its own, as CorruptCheckpointError naming its key, and the other rows are read."""
+    persister = postgres_store.open()
+    other = KEY._replace(partition_id="1")
+    persister.write_many({KEY: Checkpoint("1", 1), other: Checkpoint("2", 2)})
+    postgres_store.sql(f"UPDATE {{table}} SET {column} = '{value}' WHERE partition_id = '0'")
+    if column == "enqueue_time":
+        with pytest.raises(CorruptCheckpointError, match="partition_id='0'") as read:
+            persister.read(*KEY)
+        assert read.value.key == KEY
+    assert persister.read(*other) == Checkpoint("2", 2)
+    with pytest.raises(CorruptCheckpointError, match="partition_id='0'") as listed:
+        persister.list()
+    assert [r.key for r in listed.value.records] == [other]
+    assert [e.key for e in listed.value.unreadable] == [KEY]
+    assert persister.delete(*KEY) == 1  # and it can always be deleted
+    assert [r.key for r in persister.list()] == [other]
 
 
 def test_postgresql_empty_offset_is_corrupt(postgres_store: Store) -> None:
@@ -1151,7 +1183,7 @@ def test_invalid_arguments_are_refused_before_any_sql_runs(tmp_path: Path) -> No
         ),
         lambda: persister.write_many([(KEY, Checkpoint("1", 1)), (KEY, Checkpoint("2", 2))]),
         lambda: persister.read("ns", "hub", "cg", ""),
-        lambda: persister.list(name="hub"),
+        lambda: persister.list(name=""),
         lambda: persister.delete("ns", "hub", ""),
         lambda: persister.delete("ns", "hub", "cg", "\x00"),
     ]

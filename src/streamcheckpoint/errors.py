@@ -10,10 +10,11 @@ programming mistakes, raised before any storage is touched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint, PartitionKey
+    from .checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 
 __all__ = [
     "CheckpointRegressionError",
@@ -33,7 +34,29 @@ class CorruptCheckpointError(PersistError, ValueError):
 
     Raised instead of silently returning "start of stream", which would make a consumer
     re-process its whole partition. The message names the file or key and what is wrong.
+
+    :attr:`key` is the unreadable checkpoint's key, where known. Raised by ``list``,
+    :attr:`records` holds every checkpoint that could be read and :attr:`unreadable` one error
+    per checkpoint that could not, so a caller can show the rest and deal with those (delete
+    or overwrite them: neither reads the stored value).
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: PartitionKey | None = None,
+        records: Sequence[CheckpointRecord] = (),
+        unreadable: Sequence[CorruptCheckpointError] = (),
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.records = list(records)
+        self.unreadable = list(unreadable)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        keywords = {"key": self.key, "records": self.records, "unreadable": self.unreadable}
+        return (_rebuild_corrupt, (type(self), str(self), keywords))
 
 
 class CheckpointRegressionError(PersistError):
@@ -68,3 +91,9 @@ class SchemaError(PersistError):
 
 class PersistConnectionError(PersistError, ConnectionError):
     """The store could not be reached (database down, wrong host, refused credentials)."""
+
+
+def _rebuild_corrupt(
+    cls: type[CorruptCheckpointError], message: str, keywords: dict[str, object]
+) -> CorruptCheckpointError:
+    return cls(message, **keywords)  # type: ignore[arg-type]

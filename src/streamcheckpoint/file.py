@@ -170,13 +170,18 @@ class FilePersister(BasePersister):
     def _read(self, key: PartitionKey) -> Checkpoint | None:
         return self._read_checkpoint(key, self._target(key))
 
-    def _list(self, scope: Scope) -> builtins.list[CheckpointRecord]:
-        records: builtins.list[CheckpointRecord] = []
+    def _list(self, scope: Scope) -> builtins.list[CheckpointRecord | CorruptCheckpointError]:
+        records: builtins.list[CheckpointRecord | CorruptCheckpointError] = []
         with closing(self._files(scope_prefix(scope))) as found:
             for directory, dir_fd, name, key in found:
                 if not in_scope(key, scope):
                     continue
-                record = self._read_record(dir_fd, FileTarget(directory, name), key)
+                try:
+                    record = self._read_record(dir_fd, FileTarget(directory, name), key)
+                except CorruptCheckpointError as exc:
+                    exc.key = key
+                    records.append(exc)
+                    continue
                 if record is not None:  # None: deleted since the directory was listed
                     records.append(record)
         return records

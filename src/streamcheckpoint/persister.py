@@ -24,7 +24,7 @@ from .checkpoint import (
     make_key,
     record_sort_key,
 )
-from .errors import CheckpointRegressionError, PersistError
+from .errors import CheckpointRegressionError, CorruptCheckpointError, PersistError
 
 __all__ = [
     "BasePersister",
@@ -224,11 +224,29 @@ class BasePersister(abc.ABC):
         """Return stored checkpoints, of the given namespace, name and consumer group (any
         combination of them; ``None``: all).
 
-        Sorted by key, partition ids in natural order (``"2"`` before ``"10"``).
+        Sorted by key, partition ids in natural order (``"2"`` before ``"10"``). If some stored
+        checkpoints can't be read, raises :class:`~streamcheckpoint.errors.CorruptCheckpointError`
+        carrying the others (``.records``) and an error per unreadable one (``.unreadable``).
         """
         scope = normalize_scope(namespace, name, consumer_group)
         self._check_open()
-        return sorted(self._list(scope), key=record_sort_key)
+        records: builtins.list[CheckpointRecord] = []
+        unreadable: builtins.list[CorruptCheckpointError] = []
+        for found in self._list(scope):
+            if isinstance(found, CorruptCheckpointError):
+                unreadable.append(found)
+            else:
+                records.append(found)
+        records.sort(key=record_sort_key)
+        if unreadable:
+            raise CorruptCheckpointError(
+                f"{unreadable[0]} ({len(unreadable)} of {len(records) + len(unreadable)} "
+                "stored checkpoints can't be read; the error's .records holds the others)",
+                key=unreadable[0].key,
+                records=records,
+                unreadable=unreadable,
+            )
+        return records
 
     def delete(
         self,
@@ -283,8 +301,9 @@ class BasePersister(abc.ABC):
         """Return the stored checkpoint or ``None``."""
 
     @abc.abstractmethod
-    def _list(self, scope: Scope) -> Iterable[CheckpointRecord]:
-        """Yield the records of keys :func:`in_scope` (any order)."""
+    def _list(self, scope: Scope) -> Iterable[CheckpointRecord | CorruptCheckpointError]:
+        """Yield the records of keys :func:`in_scope` (any order), and for a stored checkpoint
+        that can't be read, its :class:`CorruptCheckpointError` (with its ``key``)."""
 
     @abc.abstractmethod
     def _delete(

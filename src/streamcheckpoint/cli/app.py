@@ -41,6 +41,25 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def confirm(action: str, yes: bool) -> None:
+    """Ask before ``action`` (which removes or overwrites stored checkpoints; it says how many).
+
+    On a terminal the user answers; elsewhere (a script, a pipe) the command refuses unless it
+    was given ``--yes``. Either refusal exits without changing anything.
+    """
+    if yes:
+        return
+    if not stdin_is_a_terminal():
+        fail(f"{action}: refusing without --yes (there is no terminal to ask)", EXIT_USAGE)
+    if not click.confirm(f"{action}?", default=False):
+        fail("aborted; nothing changed", EXIT_RUNTIME)
+
+
+def stdin_is_a_terminal() -> bool:
+    """Whether a question can be asked (a function of its own, so tests can answer)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
 def handle_errors(func: _F) -> _F:
     """Turn library errors into one line on stderr: exit 1 at run time, 2 for bad input."""
 

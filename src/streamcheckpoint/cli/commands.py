@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from datetime import datetime, timezone
 
@@ -17,7 +18,7 @@ from ..checkpoint import (
     check_key_component,
     make_key,
 )
-from ..errors import CheckpointRegressionError
+from ..errors import CheckpointRegressionError, CorruptCheckpointError
 from ..file import FilePersister
 from ..persister import BasePersister, normalize_scope
 from ..redaction import mask_url
@@ -25,7 +26,9 @@ from .app import (
     EXIT_RUNTIME,
     EXIT_STALE,
     cli,
+    confirm,
     console,
+    fail,
     handle_errors,
     open_store,
     schema_of,
@@ -66,15 +69,28 @@ def status(
     normalize_scope(namespace, name, consumer_group)
     threshold = parse_duration(stale) if stale is not None else None
     with open_store(url_of(ctx), writing=False, schema=schema_of(ctx)) as persister:
-        records = persister.list(namespace, name, consumer_group)
+        records, unreadable = _readable_records(persister, namespace, name, consumer_group)
     now = datetime.now(timezone.utc)
     flags = [is_stale(r, now, threshold) for r in records] if threshold is not None else None
     if fmt == "json":
-        click.echo(status_json(records, flags))
+        click.echo(status_json(records, flags, unreadable))
     elif fmt == "csv":
-        click.echo(status_csv(records, flags), nl=False)
+        click.echo(status_csv(records, flags, unreadable), nl=False)
     else:
-        console().print(status_table(records, now, flags))
+        console().print(status_table(records, now, flags, unreadable))
+    if unreadable:
+        first = unreadable[0].key
+        hint = (
+            f" (to forget one: streamcheckpoint reset {shlex.join(first[:3])} --partition "
+            f"{shlex.quote(first[3])} --to delete)"
+            if first is not None
+            else ""
+        )
+        fail(
+            f"{len(unreadable)} stored checkpoint(s) can't be read; fix or delete them{hint}. "
+            f"First: {unreadable[0]}",
+            EXIT_RUNTIME,
+        )
     if flags is not None and any(flags):
         if fmt == "table":
             click.echo(f"{sum(flags)} partition(s) stale (older than {stale})", err=True)
@@ -178,7 +194,12 @@ _RESET_TARGETS = {"start": Checkpoint.start_of_stream, "end": Checkpoint.end_of_
     required=True,
     help="start: re-read everything retained; end: skip to new events; delete: forget.",
 )
-@click.option("--yes", is_flag=True, help="Don't ask for confirmation.")
+@click.option(
+    "--create",
+    is_flag=True,
+    help="With --partition: write the checkpoint even if that partition has none yet.",
+)
+@click.option("--yes", is_flag=True, help="Don't ask for confirmation (needed without a terminal).")
 @click.pass_context
 @handle_errors
 def reset(
@@ -188,9 +209,14 @@ def reset(
     consumer_group: str,
     partition: str | None,
     target: str,
+    create: bool,
     yes: bool,
 ) -> None:
-    """Reset a consumer group's (or one partition's) checkpoints to start, end, or nothing."""
+    """Reset a consumer group's (or one partition's) checkpoints to start, end, or nothing.
+
+    Shows what changes, then asks (on a terminal; elsewhere it needs --yes). Checkpoints that
+    can't be read are reset or deleted too.
+    """
     check_key_component("namespace", namespace)
     check_key_component("name", name)
     check_key_component("consumer_group", consumer_group)
@@ -198,21 +224,31 @@ def reset(
         check_key_component("partition_id", partition)
     # Read-only open: a mistyped URL must not create (and migrate) an empty database.
     with open_store(url_of(ctx), writing=False, schema=schema_of(ctx)) as persister:
-        records = [
-            r
-            for r in persister.list(namespace, name, consumer_group)
-            if partition is None or r.key.partition_id == partition
+        found, unreadable = _readable_records(persister, namespace, name, consumer_group)
+        records = [r for r in found if partition is None or r.key.partition_id == partition]
+        keys = [r.key for r in records] + [
+            e.key
+            for e in unreadable
+            if e.key is not None and (partition is None or e.key.partition_id == partition)
         ]
-        keys = [r.key for r in records]
-        if partition is not None and not keys and target != "delete":
+        if partition is not None and not keys:
+            if not create or target == "delete":
+                fail(
+                    f"no checkpoint is stored for partition {partition!r} of "
+                    f"{namespace}/{name}/{consumer_group}; check the names, or pass --create "
+                    "to write one anyway",
+                    EXIT_RUNTIME,
+                )
             keys = [PartitionKey(namespace, name, consumer_group, partition)]
         if not keys:
             click.echo("nothing to reset: no checkpoints stored for that consumer group")
             return
-        console().print(_reset_plan(records, keys, target))
-        if not yes and not click.confirm(f"Reset {len(keys)} checkpoint(s)?", default=False):
-            click.echo("aborted; nothing changed", err=True)
-            sys.exit(EXIT_RUNTIME)
+        bad = {e.key for e in unreadable if e.key is not None}
+        console().print(_reset_plan(records, keys, target, bad))
+        if target == "delete":
+            confirm(f"Delete {len(keys)} checkpoint(s)", yes)
+        else:
+            confirm(f"Reset {len(keys)} checkpoint(s) to {target} of stream", yes)
         if target == "delete":
             removed = persister.delete(namespace, name, consumer_group, partition)
             click.echo(f"deleted {removed} checkpoint(s)")
@@ -222,7 +258,12 @@ def reset(
             click.echo(f"reset {len(keys)} checkpoint(s) to {target} of stream")
 
 
-def _reset_plan(records: list[CheckpointRecord], keys: list[PartitionKey], target: str) -> Table:
+def _reset_plan(
+    records: list[CheckpointRecord],
+    keys: list[PartitionKey],
+    target: str,
+    unreadable: set[PartitionKey],
+) -> Table:
     current = {r.key: r.checkpoint for r in records}
     table = Table(title=f"Reset to {target}", title_justify="left")
     for header in ("Partition", "Current offset", "Current sequence", "New"):
@@ -232,7 +273,7 @@ def _reset_plan(records: list[CheckpointRecord], keys: list[PartitionKey], targe
         old = current.get(key)
         table.add_row(
             Text(key.partition_id),
-            Text(old.offset if old else "-"),
+            Text(old.offset if old else ("unreadable" if key in unreadable else "-")),
             str(old.sequence_number) if old else "-",
             Text(new),
         )
@@ -364,3 +405,16 @@ def demo(
         )
         records = persister.list(DEMO_NAMESPACE, DEMO_NAME, DEMO_CONSUMER_GROUP)
     console().print(status_table(records, datetime.now(timezone.utc)))
+
+
+def _readable_records(
+    persister: BasePersister,
+    namespace: str | None,
+    name: str | None,
+    consumer_group: str | None,
+) -> tuple[list[CheckpointRecord], list[CorruptCheckpointError]]:
+    """The stored checkpoints that can be read, and an error for each that can't."""
+    try:
+        return persister.list(namespace, name, consumer_group), []
+    except CorruptCheckpointError as exc:
+        return exc.records, exc.unreadable

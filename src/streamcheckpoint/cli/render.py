@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..checkpoint import CheckpointRecord
+from ..errors import CorruptCheckpointError
 
 __all__ = [
     "STATUS_FIELDS",
@@ -102,34 +103,64 @@ def status_rows(records: Sequence[CheckpointRecord]) -> list[dict[str, object]]:
     ]
 
 
-def _with_stale(
-    rows: list[dict[str, object]], flags: Sequence[bool] | None
+def _with_marks(
+    rows: list[dict[str, object]],
+    flags: Sequence[bool] | None,
+    unreadable: Sequence[CorruptCheckpointError],
 ) -> list[dict[str, object]]:
-    if flags is None:
+    """``rows`` with ``stale`` (when a threshold was given) and, when some stored checkpoints
+    can't be read, an ``error`` for each and a row per unreadable one."""
+    if flags is not None:
+        rows = [{**row, "stale": flag} for row, flag in zip(rows, flags, strict=True)]
+    if not unreadable:
         return rows
-    return [{**row, "stale": flag} for row, flag in zip(rows, flags, strict=True)]
+    bad = [
+        {**dict.fromkeys(rows[0] if rows else STATUS_FIELDS), **_key_fields(e), "error": str(e)}
+        for e in unreadable
+    ]
+    return [*({**row, "error": None} for row in rows), *bad]
 
 
-def status_json(records: Sequence[CheckpointRecord], stale: Sequence[bool] | None = None) -> str:
-    """The status as a JSON list of objects (``stale`` added when a threshold was given)."""
-    return json.dumps(_with_stale(status_rows(records), stale), indent=2, ensure_ascii=False)
+def _key_fields(error: CorruptCheckpointError) -> dict[str, object]:
+    return dict(zip(STATUS_FIELDS[:4], error.key or ("?", "?", "?", "?"), strict=True))
 
 
-def status_csv(records: Sequence[CheckpointRecord], stale: Sequence[bool] | None = None) -> str:
-    """The status as CSV with a header row (``stale`` column added when a threshold was given)."""
+def status_json(
+    records: Sequence[CheckpointRecord],
+    stale: Sequence[bool] | None = None,
+    unreadable: Sequence[CorruptCheckpointError] = (),
+) -> str:
+    """The status as a JSON list of objects (``stale`` added when a threshold was given;
+    ``error`` when some stored checkpoints can't be read, each then a row of its own)."""
+    rows = _with_marks(status_rows(records), stale, unreadable)
+    return json.dumps(rows, indent=2, ensure_ascii=False)
+
+
+def status_csv(
+    records: Sequence[CheckpointRecord],
+    stale: Sequence[bool] | None = None,
+    unreadable: Sequence[CorruptCheckpointError] = (),
+) -> str:
+    """The status as CSV with a header row (columns ``stale`` and ``error`` as for JSON)."""
     fields = [*STATUS_FIELDS, "stale"] if stale is not None else list(STATUS_FIELDS)
+    if unreadable:
+        fields.append("error")
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    for row in _with_stale(status_rows(records), stale):
+    for row in _with_marks(status_rows(records), stale, unreadable):
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return out.getvalue()
 
 
 def status_table(
-    records: Sequence[CheckpointRecord], now: datetime, stale: Sequence[bool] | None = None
+    records: Sequence[CheckpointRecord],
+    now: datetime,
+    stale: Sequence[bool] | None = None,
+    unreadable: Sequence[CorruptCheckpointError] = (),
 ) -> Table:
-    """A rich table, one row per partition, last update shown as an age."""
+    """A rich table, one row per partition, last update shown as an age; a stored checkpoint
+    that can't be read is a row marked UNREADABLE."""
     table = Table(title="Checkpoints", title_justify="left")
     for header in ("Namespace", "Hub", "Consumer group", "Partition", "Offset", "Sequence"):
         table.add_column(header, justify="right" if header in ("Partition", "Sequence") else "left")
@@ -153,4 +184,8 @@ def status_table(
         if stale is not None:
             cells.append(Text("STALE", style="bold red") if stale[index] else Text("ok"))
         table.add_row(*cells)
+    for error in unreadable:
+        key = [Text(str(part)) for part in _key_fields(error).values()]
+        mark = Text("UNREADABLE", style="bold red")
+        table.add_row(*key, mark, *([Text("-")] * (len(table.columns) - len(key) - 1)))
     return table

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
 
 from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
-from ..errors import PersistConnectionError, PersistError, SchemaError
+from ..errors import CorruptCheckpointError, PersistConnectionError, PersistError, SchemaError
 from ..persister import BasePersister, Scope, check_bool, check_monotonic
 from ..redaction import mask_url, redact
 from .connection import KeptConnection
@@ -161,24 +162,50 @@ class SQLPersister(BasePersister):
             check_monotonic(key, self._read(key), checkpoint)
 
     def _read(self, key: PartitionKey) -> Checkpoint | None:
+        values = self._dialect.key_values(key)
         try:
-            rows = self._connection.fetch(
-                self._sql.select_checkpoint, self._dialect.key_values(key)
-            )
+            rows = self._connection.fetch(self._sql.select_checkpoint, values)
+            convert: Callable[[Any], datetime] = self._from_db
         except self._errors as exc:
-            self._fail(exc, "read", key)
+            rows, convert = self._fetch_readable(exc, "read", key, lambda sql: sql[0], values)
         if not rows:
             return None
-        return checkpoint_from_row(rows[0], key, self._where, self._from_db)
+        return checkpoint_from_row(rows[0], key, self._where, convert)
 
-    def _list(self, scope: Scope) -> list[CheckpointRecord]:
-        sql = self._sql.select_records[scope_index(scope)]
+    def _list(self, scope: Scope) -> Iterator[CheckpointRecord | CorruptCheckpointError]:
+        index = scope_index(scope)
         values = tuple(value for value in scope if value is not None)
         try:
-            rows = self._connection.run(lambda c: c.exec_driver_sql(sql, values).all())
+            rows = self._connection.fetch(self._sql.select_records[index], values)
+            convert: Callable[[Any], datetime] = self._from_db
         except self._errors as exc:
-            self._fail(exc, "list", None)
-        return [record_from_row(row, self._where, self._from_db) for row in rows]
+            rows, convert = self._fetch_readable(exc, "list", None, lambda s: s[1][index], values)
+        for row in rows:
+            try:
+                yield record_from_row(row, self._where, convert)
+            except CorruptCheckpointError as exc:
+                yield exc
+
+    def _fetch_readable(
+        self,
+        error: Exception,
+        action: str,
+        key: PartitionKey | None,
+        pick: Callable[[tuple[str, tuple[str, ...]]], str],
+        values: Sequence[Any],
+    ) -> tuple[Sequence[Sequence[Any]], Callable[[Any], datetime]]:
+        """After a query failed on a stored value the driver can't convert (a timestamp out of
+        Python's range), its rows with the timestamps as the dialect can always fetch them, and
+        their converter; any other failure is raised."""
+        _, failure = self._diagnose(error)
+        readable = self._sql.readable
+        if failure != "corrupt" or readable is None:
+            self._fail(error, action, key)
+        try:
+            rows = self._connection.fetch(pick(readable), values)
+        except self._errors as exc:
+            self._fail(exc, action, key)
+        return rows, self._dialect.timestamp_from_readable
 
     def _delete(
         self, namespace: str, name: str, consumer_group: str, partition_id: str | None
@@ -225,6 +252,10 @@ class SQLPersister(BasePersister):
             return PersistConnectionError(
                 f"{message}. Check that the database server is up and reachable and that the "
                 "URL and credentials are right; the next call connects again."
+            )
+        if failure == "corrupt":
+            return CorruptCheckpointError(
+                f"{message}: a stored value can't be read. Fix or delete the row.", key=key
             )
         if failure == "schema":
             return SchemaError(

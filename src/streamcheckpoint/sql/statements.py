@@ -68,6 +68,10 @@ class Statements:
     delete_partition: sa.Delete
     """Delete one partition's checkpoint (the dialect's key values)."""
 
+    readable: tuple[sa.Select[Any], tuple[sa.Select[Any], ...]] | None
+    """``select_checkpoint`` and ``select_records`` with every timestamp as
+    :meth:`.Dialect.readable_timestamp` makes it, where the dialect needs them."""
+
 
 @dataclass(frozen=True)
 class CompiledStatements:
@@ -79,6 +83,7 @@ class CompiledStatements:
     select_records: tuple[str, ...]
     delete_group: str
     delete_partition: str
+    readable: tuple[str, tuple[str, ...]] | None
 
 
 _SCOPES = tuple(itertools.product((False, True), repeat=3))
@@ -100,28 +105,53 @@ def statements_for(dialect: Dialect) -> Statements:
         for name, param in zip(names, WRITE_PARAMS, strict=True)
     }
     upsert, upsert_monotonic = dialect.upserts(values)
-    key_columns = [table.c[name] for name in KEY_COLUMN_NAMES]
-    checkpoint_columns = [table.c[name] for name in CHECKPOINT_COLUMN_NAMES]
-    records = sa.select(*key_columns, *checkpoint_columns, table.c.updated_at)
+    select_checkpoint, select_records = _selects(dialect, lambda column: column)
+    readable = None
+    if dialect.readable_timestamp(table.c.updated_at) is not None:
+        readable = _selects(dialect, _readable(dialect))
     return Statements(
         upsert=upsert,
         upsert_monotonic=upsert_monotonic,
-        select_checkpoint=sa.select(*checkpoint_columns).where(*dialect.key_filter(4)),
-        select_records=tuple(
-            records.where(
-                *(
-                    table.c[name] == sa.bindparam(param)
-                    for name, param, given in zip(
-                        KEY_COLUMN_NAMES, KEY_PARAMS, wanted, strict=False
-                    )
-                    if given
-                )
-            )
-            for wanted in _SCOPES
-        ),
+        select_checkpoint=select_checkpoint,
+        select_records=select_records,
         delete_group=sa.delete(table).where(*dialect.key_filter(3)),
         delete_partition=sa.delete(table).where(*dialect.key_filter(4)),
+        readable=readable,
     )
+
+
+Timestamps = Callable[[sa.ColumnElement[Any]], sa.ColumnElement[Any]]
+
+
+def _readable(dialect: Dialect) -> Timestamps:
+    def readable(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        converted = dialect.readable_timestamp(column)
+        return column if converted is None else converted
+
+    return readable
+
+
+def _selects(
+    dialect: Dialect, timestamps: Timestamps
+) -> tuple[sa.Select[Any], tuple[sa.Select[Any], ...]]:
+    """The query of one key's checkpoint and the queries of records by scope, each
+    timestamp column selected as ``timestamps`` makes it."""
+    table = dialect.table
+    key_columns = [table.c[name] for name in KEY_COLUMN_NAMES]
+    offset, sequence_number, enqueue_time = (table.c[n] for n in CHECKPOINT_COLUMN_NAMES)
+    checkpoint = [offset, sequence_number, timestamps(enqueue_time)]
+    records = sa.select(*key_columns, *checkpoint, timestamps(table.c.updated_at))
+    by_scope = tuple(
+        records.where(
+            *(
+                table.c[name] == sa.bindparam(param)
+                for name, param, given in zip(KEY_COLUMN_NAMES, KEY_PARAMS, wanted, strict=False)
+                if given
+            )
+        )
+        for wanted in _SCOPES
+    )
+    return sa.select(*checkpoint).where(*dialect.key_filter(4)), by_scope
 
 
 def compile_statements(
@@ -147,16 +177,25 @@ def compile_statements(
             raise AssertionError(f"{statement} binds {order}, not {tuple(params)}")
         return compiled.string
 
+    def selects(
+        checkpoint: sa.Select[Any], records: tuple[sa.Select[Any], ...]
+    ) -> tuple[str, tuple[str, ...]]:
+        return text(checkpoint, dialect.key_params), tuple(
+            text(statement, [p for p, given in zip(KEY_PARAMS, wanted, strict=False) if given])
+            for wanted, statement in zip(_SCOPES, records, strict=True)
+        )
+
+    select_checkpoint, select_records = selects(
+        statements.select_checkpoint, statements.select_records
+    )
     return CompiledStatements(
         upsert=text(statements.upsert, dialect.upsert_params),
         upsert_monotonic=text(statements.upsert_monotonic, dialect.upsert_params),
-        select_checkpoint=text(statements.select_checkpoint, dialect.key_params),
-        select_records=tuple(
-            text(statement, [p for p, given in zip(KEY_PARAMS, wanted, strict=False) if given])
-            for wanted, statement in zip(_SCOPES, statements.select_records, strict=True)
-        ),
+        select_checkpoint=select_checkpoint,
+        select_records=select_records,
         delete_group=text(statements.delete_group, KEY_PARAMS[:3]),
         delete_partition=text(statements.delete_partition, dialect.key_params),
+        readable=None if statements.readable is None else selects(*statements.readable),
     )
 
 
@@ -198,5 +237,6 @@ def corrupt_row_error(key: PartitionKey, source: str, cause: Exception) -> Corru
     """The error for the stored row of ``key`` that can't be read."""
     return CorruptCheckpointError(
         f"the stored checkpoint for {key.describe()} in {source} can't be read: {cause}. "
-        "Fix or delete that row; it was not written by streamcheckpoint."
+        "Fix or delete that row; it was not written by streamcheckpoint.",
+        key=key,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import copy
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import sqlalchemy as sa
@@ -32,8 +33,9 @@ __all__ = [
     "PoolHook",
 ]
 
-Failure = Literal["connection", "schema", "other"]
-"""What a driver error means to a caller: unreachable store, missing schema, anything else."""
+Failure = Literal["connection", "schema", "corrupt", "other"]
+"""What a driver error means to a caller: unreachable store, missing schema, a stored value the
+driver can't convert, anything else."""
 
 PoolHook = Callable[[DBAPIConnection, ConnectionPoolEntry], None]
 """A pool event listener (``connect``, ``checkin``)."""
@@ -143,6 +145,16 @@ class Dialect(abc.ABC):
     def key_values(self, key: PartitionKey) -> Sequence[Any]:
         """The bound values of :attr:`key_params` for a whole key."""
         return key
+
+    def readable_timestamp(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any] | None:
+        """``column`` as a value the driver can always fetch, where a stored timestamp it can't
+        convert fails the whole query (see :meth:`classify`'s ``"corrupt"``); ``None``: never
+        needed here. :meth:`timestamp_from_readable` converts what it gives."""
+        return None
+
+    def timestamp_from_readable(self, value: Any) -> datetime:
+        """An aware UTC datetime from what :meth:`readable_timestamp` fetched."""
+        return self.timestamp.from_db(value)
 
     def none_refused(self, connection: sa.Connection, pairs: Pairs, rowcount: int) -> bool:
         """Whether a monotonic upsert of ``pairs`` (``rowcount`` rows) left every row written.

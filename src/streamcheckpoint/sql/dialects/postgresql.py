@@ -11,6 +11,7 @@ is: give it a UTC session for such dates.)
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -25,6 +26,9 @@ __all__ = ["PG_MIGRATION_LOCK_KEY", "PostgreSQLDialect"]
 
 PG_MIGRATION_LOCK_KEY = int.from_bytes(b"stckmigr", "big", signed=True)
 """``pg_advisory_xact_lock`` key every streamcheckpoint process migrates under (an int64)."""
+
+_READABLE_FORMAT = """'YYYY-MM-DD"T"HH24:MI:SS.US BC'"""
+"""to_char's ISO 8601 in UTC with the era, ``AD`` or ``BC``, at the end (a SQL literal)."""
 
 # SQLSTATEs meaning the table or schema is not there (or not as the code expects).
 _SCHEMA_STATES = frozenset({"42P01", "42703", "3F000"})
@@ -65,6 +69,20 @@ class PostgreSQLDialect(OnConflictDialect):
         arguments["connect_args"] = {**defaults, **arguments.get("connect_args", {})}
         return url, arguments, {"connect": _utc_session}
 
+    def readable_timestamp(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any] | None:
+        # psycopg can't load infinity, BC dates nor years past 9999, and fails the whole query:
+        # fetched as UTC text (era marked) instead, each such row is reported on its own.
+        utc = sa.func.to_char(
+            sa.func.timezone(sa.literal_column("'UTC'"), column),
+            sa.literal_column(_READABLE_FORMAT),
+        )
+        return sa.case((sa.func.isfinite(column), utc), else_=sa.cast(column, sa.Text))
+
+    def timestamp_from_readable(self, value: Any) -> datetime:
+        if not (isinstance(value, str) and value.endswith(" AD")):
+            raise ValueError(f"{value!r} is not a time between years 1 and 9999")
+        return datetime.fromisoformat(value[:-3]).replace(tzinfo=timezone.utc)
+
     def take_migration_lock(self, connection: sa.Connection) -> None:
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_MIGRATION_LOCK_KEY)))
 
@@ -77,6 +95,8 @@ class PostgreSQLDialect(OnConflictDialect):
         sqlstate = getattr(error, "sqlstate", None)
         if sqlstate in _SCHEMA_STATES:
             return "schema"
+        if isinstance(error, psycopg.DataError) and sqlstate is None:  # a value it can't load
+            return "corrupt"
         if isinstance(error, psycopg.InterfaceError):
             return "connection"
         if isinstance(error, psycopg.OperationalError) and (
