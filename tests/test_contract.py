@@ -261,7 +261,7 @@ def test_list_returns_records_sorted_by_key_in_natural_partition_order(
         {"namespace": "a.ns", "consumer_group": "cg"},
         {"namespace": "b.ns", "consumer_group": "cg"},
     ],
-    ids=lambda scope: "+".join(scope),
+    ids="+".join,
 )
 def test_list_filters_in_any_combination(listed: BasePersister, scope: dict[str, str]) -> None:
     expected = [k for k in LISTED if all(getattr(k, f) == v for f, v in scope.items())]

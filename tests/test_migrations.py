@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,13 +188,51 @@ def test_schema_option_keeps_everything_in_that_schema(
 
 
 @pytest.mark.postgres
-def test_missing_postgres_schema_is_a_schema_error() -> None:
-    engine = sa.create_engine(require_server(POSTGRES_URL))
+def test_a_missing_postgres_schema_is_created_by_an_upgrade_quoted_as_given() -> None:
+    """A command that needs the schema names the command that creates it and its SQL, quoted
+    as PostgreSQL quotes (a hostile name can't turn the hint into other SQL); an upgrade
+    creates it."""
+    engine = sa.create_engine(require_server(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    canary = f"sc_canary_{uuid.uuid4().hex[:8]}"
+    hostile = f'{canary}"; drop table "{canary}".canary; --'
+    quoted = hostile.replace('"', '""')
     try:
-        with pytest.raises(SchemaError, match=r"sc_no_such_schema_h2b.*does not exist"):
-            m.ensure_schema(engine, schema="sc_no_such_schema_h2b")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{canary}"')
+            conn.exec_driver_sql(f'CREATE TABLE "{canary}".canary (x int)')
+        with pytest.raises(SchemaError, match="db upgrade"):
+            m.ensure_schema(engine, schema=hostile, migrate=False)
+        with pytest.raises(SchemaError, match="db upgrade` creates it") as caught:
+            m.downgrade(engine, "base", schema=hostile)
+        assert f'CREATE SCHEMA IF NOT EXISTS "{quoted}"' in str(caught.value)
+        m.ensure_schema(engine, schema=hostile)  # creates it, then the tables in it
+        assert sa.inspect(engine).has_table(TABLE_NAME, schema=hostile)
+        assert sa.inspect(engine).has_table("canary", schema=canary)
     finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{quoted}" CASCADE')
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{canary}" CASCADE')
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_schema_the_role_may_not_create_names_the_sql_to_ask_for() -> None:
+    admin = sa.create_engine(require_server(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    role = f"sc_weak_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+    weak = sa.make_url(POSTGRES_URL).set(username=role)
+    try:
+        with pytest.raises(SchemaError) as caught:
+            m.upgrade(weak, schema="sc_not_allowed")
+        message = str(caught.value)
+        assert "could not be created" in message
+        assert "permission denied" in message
+        assert "run CREATE SCHEMA IF NOT EXISTS sc_not_allowed," in message
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
 
 
 def test_applications_own_alembic_version_is_left_alone(database: Database) -> None:

@@ -180,6 +180,37 @@ def test_connection_errors_never_show_the_password(url: str) -> None:
     assert SECRET not in message
     assert "127.0.0.1:1/test" in message
     assert "***" in message
+    assert "Connection refused" in message  # the driver's reason stays, after the masked URL
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:Pq7@Zx9@127.0.0.1:5432/test",
+        "mysql://root:Pq7@Zx9@Wv4@127.0.0.1:3306/test",
+        "postgresql://postgres:Pq7@Zx9:Wv4@db.example:5432/test",
+    ],
+)
+def test_an_unencoded_at_in_a_password_is_refused_showing_none_of_it(url: str) -> None:
+    with pytest.raises(ValueError, match="must be percent-encoded") as caught:
+        open_persister(url)
+    message = str(caught.value)
+    for part in ("Pq7", "Zx9", "Wv4"):
+        assert part not in message
+
+
+def test_sqlite_with_two_slashes_says_what_the_url_looks_like() -> None:
+    with pytest.raises(ValueError, match="sqlite:///checkpoints.db"):
+        open_persister("sqlite://checkpoints.db")
+
+
+def test_a_file_that_is_not_a_database_is_not_a_connection_error(tmp_path: Path) -> None:
+    """Retry loops retry ConnectionError: a file that isn't a database must not be one."""
+    junk = tmp_path / "notes.db"
+    junk.write_text("these are my notes, not a database")
+    with pytest.raises(PersistError, match="file is not a database") as caught:
+        open_persister(f"sqlite:///{junk}")
+    assert not isinstance(caught.value, ConnectionError)
 
 
 def test_a_short_password_does_not_garble_the_message() -> None:

@@ -1383,8 +1383,19 @@ def test_mysql_url_without_a_database_is_refused_naming_the_fix(mysql_database: 
     url = server.render_as_string(hide_password=False)
     with pytest.raises(ValueError, match="names no database: add one"):
         SQLPersister(url)
-    with pytest.raises(SchemaError, match="CREATE DATABASE `sc_nowhere`"):
-        SQLPersister(url, schema="sc_nowhere")
+    with pytest.raises(SchemaError, match="db upgrade"):
+        SQLPersister(url, schema="sc_nowhere", migrate=False)
+    # Migrating creates the database it is told to use, quoted as MySQL quotes.
+    created = f"sc_made_{uuid.uuid4().hex[:8]}"
+    try:
+        with SQLPersister(url, schema=created) as persister:
+            persister.write(*KEY, Checkpoint("1", 1))
+            assert persister.read(*KEY) == Checkpoint("1", 1)
+    finally:
+        admin = sa.create_engine(mysql_database)
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS `{created}`")
+        admin.dispose()
     # Naming the database by schema= works; the table lives there.
     database = sa.make_url(mysql_database).database
     with SQLPersister(url, schema=database) as persister:

@@ -55,13 +55,20 @@ def _set_default(*, clock: bool) -> None:
     dialect = op.get_context().dialect.name
     if dialect in ("mysql", "mariadb"):
         return  # revision 0001 made it with DEFAULT (UTC_TIMESTAMP(6)) there
-    default = POSTGRESQL_CLOCK if dialect == "postgresql" else SQLITE_CLOCK
+    if dialect == "postgresql":
+        # Written out: Alembic's ALTER would split a schema name at its dots.
+        table = op.get_context().dialect.identifier_preparer.format_table(
+            sa.table("checkpoints", schema=_schema())
+        )
+        action = f"SET DEFAULT {POSTGRESQL_CLOCK}" if clock else "DROP DEFAULT"
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN updated_at {action}")
+        return
     with op.batch_alter_table(
         "checkpoints", schema=_schema(), copy_from=_revision_0001_table()
     ) as batch:
         batch.alter_column(
             "updated_at",
-            server_default=sa.text(default) if clock else None,
+            server_default=sa.text(SQLITE_CLOCK) if clock else None,
             existing_type=sa.DateTime(timezone=True),
             existing_nullable=False,
         )

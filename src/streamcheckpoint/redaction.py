@@ -26,7 +26,11 @@ SUPPORTED_URLS = (
 _MASK = "***"
 _USERINFO_PASSWORD = re.compile(r"(//[^/?#@:]*:)[^/?#]*(@)")
 _PASSWORD_KEYS = ("password", "passwd", "pwd")
-_QUERY_PASSWORD = re.compile(rf"([?&](?:{'|'.join(_PASSWORD_KEYS)})=)[^&#]*", re.IGNORECASE)
+# The value ends where the URL does in running text too: a space, a quote, or the ": " that
+# introduces a driver's reason after it.
+_QUERY_PASSWORD = re.compile(
+    rf"([?&](?:{'|'.join(_PASSWORD_KEYS)})=)[^&#\s'\"]*?(?=: |[&#\s'\"]|$)", re.IGNORECASE
+)
 
 
 def mask_url(url: str | sa.URL) -> str:

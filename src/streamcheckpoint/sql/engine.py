@@ -21,6 +21,12 @@ UrlOrEngine = str | sa.URL | sa.Engine
 """What SQLPersister and the migration functions accept as ``url_or_engine``."""
 
 
+_AT_IN_PASSWORD = (
+    "there is an '@' after the one that ends the user name and password: an '@' (or ':', '/', "
+    "'?', '#') in a password must be percent-encoded ('@' is %40, ':' is %3A)"
+)
+
+
 def parse_url(url: str | sa.URL) -> sa.URL:
     """Parse ``url``; ``ValueError`` naming the (masked) URL and the supported forms if bad.
 
@@ -28,10 +34,14 @@ def parse_url(url: str | sa.URL) -> sa.URL:
     ``postgres://``, ``mysql://``, ``mariadb://``: see :attr:`.Dialect.bare_names`) gets that
     driver spelled out.
     """
+    text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    if text.partition("//")[2].partition("/")[0].count("@") > 1:
+        raise ValueError(bad_url_message(url, _AT_IN_PASSWORD))
     try:
         parsed = sa.make_url(url)
     except (sa.exc.ArgumentError, ValueError) as exc:
-        raise ValueError(bad_url_message(url, f"it is not a URL ({exc})")) from exc
+        # Not the parser's own words: they can quote any part of the URL, its password too.
+        raise ValueError(bad_url_message(url, "it is not a URL that can be parsed")) from exc
     for dialect in DIALECTS:
         if parsed.drivername in dialect.bare_names:
             backend = parsed.drivername if parsed.drivername in dialect.names else dialect.name

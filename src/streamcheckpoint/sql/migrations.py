@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 import sqlalchemy as sa
 
-from ..errors import PersistConnectionError, SchemaError
-from ..redaction import mask_url
+from ..errors import PersistConnectionError, PersistError, SchemaError
+from ..redaction import mask_url, redact
 from .dialects import dialect_for_engine
 from .engine import open_engine, resolve_url
 from .schema import TABLE_NAME
@@ -320,9 +320,12 @@ def _connect(engine: sa.Engine) -> Iterator[sa.Connection]:
     try:
         conn = engine.connect()
     except sa.exc.DBAPIError as exc:
-        raise PersistConnectionError(
-            f"could not connect to {_describe(engine, None)}: {exc.orig}"
-        ) from exc
+        detail = redact(str(exc.orig), engine.url)
+        if dialect_for_engine(engine).classify(exc.orig or exc) == "connection":
+            raise PersistConnectionError(
+                f"could not connect to {_describe(engine, None)}: {detail}"
+            ) from exc
+        raise PersistError(f"could not open {_describe(engine, None)}: {detail}") from exc
     with conn:
         yield conn
 
@@ -341,7 +344,7 @@ def _migrate_locked(
             try:
                 with conn.begin():
                     take_migration_lock(conn)
-                    _check_schema_exists(conn, engine, schema)
+                    _check_schema_exists(conn, engine, schema, create=action == "upgrade")
                     body(conn)
             finally:
                 release_migration_lock(conn)
@@ -383,13 +386,30 @@ def release_migration_lock(conn: sa.Connection) -> None:
     dialect_for_engine(conn.engine).release_migration_lock(conn)
 
 
-def _check_schema_exists(conn: sa.Connection, engine: sa.Engine, schema: str | None) -> None:
-    if schema is not None and not sa.inspect(conn).has_schema(schema):
-        create = dialect_for_engine(engine).create_schema_sql.format(schema)
-        raise SchemaError(
-            f"schema {schema!r} does not exist in {_describe(engine, None)}; create it first "
-            f"({create}) or pass another schema"
-        )
+def _check_schema_exists(
+    conn: sa.Connection, engine: sa.Engine, schema: str | None, *, create: bool
+) -> None:
+    """Make sure ``schema`` (a PostgreSQL schema, a MySQL database) exists: an upgrade
+    creates it if missing; otherwise, or if that isn't allowed, SchemaError gives the SQL."""
+    if schema is None or sa.inspect(conn).has_schema(schema):
+        return
+    statement = sa.schema.CreateSchema(schema, if_not_exists=True)
+    sql = str(statement.compile(dialect=engine.dialect))  # quoted as the database quotes
+    if create:
+        try:
+            conn.execute(statement)
+        except sa.exc.DBAPIError as exc:
+            raise SchemaError(
+                f"schema {schema!r} does not exist in {_describe(engine, None)} and could not "
+                f"be created ({exc.orig}): ask someone who may to run {sql}, or pass another "
+                "schema"
+            ) from exc
+        logger.info("%s: created schema %s", _describe(engine, None), schema)
+        return
+    raise SchemaError(
+        f"schema {schema!r} does not exist in {_describe(engine, None)}: `streamcheckpoint db "
+        f"upgrade` creates it (or run {sql}), or pass another schema"
+    )
 
 
 def _upgrade_to(

@@ -182,9 +182,6 @@ class Dialect(abc.ABC):
         if not schema:
             raise ValueError("schema must not be empty; pass None for the default schema")
 
-    create_schema_sql: ClassVar[str] = 'CREATE SCHEMA "{}"'
-    """How to create a schema named ``{}`` here, for error messages."""
-
     @abc.abstractmethod
     def configure(
         self, url: sa.URL, options: dict[str, Any]

@@ -112,7 +112,6 @@ class MySQLDialect(Dialect):
     key_params = ("p_key_hash",)
     upsert_params = ("p_key_hash", *WRITE_PARAMS)
     confirms_in_transaction = True
-    create_schema_sql = "CREATE DATABASE `{}`"
 
     def upserts(self, values: Mapping[str, Any]) -> tuple[sa.Insert, sa.Insert]:
         table = self.table

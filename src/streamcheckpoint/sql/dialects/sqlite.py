@@ -114,6 +114,12 @@ class SQLiteDialect(OnConflictDialect):
     def configure(
         self, url: sa.URL, options: dict[str, Any]
     ) -> tuple[sa.URL, dict[str, Any], dict[str, PoolHook]]:
+        if url.host:
+            raise ValueError(
+                f"the SQLite URL names a host ({url.host!r}) where a file is meant: a file "
+                f"path follows three slashes, sqlite:///{url.host} (relative) or "
+                "sqlite:////var/lib/app/checkpoints.db (absolute)"
+            )
         query = dict(url.query)
         synchronous, busy_timeout = _settings(query)
         url = url.set(query=query)
