@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shlex
 import shutil
 import sqlite3
@@ -436,7 +437,8 @@ def test_write_monotonic_refuses_to_go_backwards(tmp_path: Path) -> None:
 
     result = invoke(*write_args(url, "0", "1", 1, "--monotonic"))
 
-    assert_error(result, 1, "backwards")
+    line = assert_error(result, 1, "sequence number 50", "ahead of 1", "Leave out --monotonic")
+    assert "monotonic=False" not in line  # CLI messages name CLI options
     assert positions(url) == {"0": ("500", 50)}
     write(url, "0", 1)  # without --monotonic it is the operator's call
     assert positions(url) == {"0": ("10", 1)}
@@ -753,6 +755,58 @@ def test_copy_monotonic_skips_where_the_destination_is_ahead(go_dir: Path, tmp_p
     assert positions(dest) == GO_DEFAULT_GROUP
 
 
+def test_copy_keeps_when_each_checkpoint_was_last_written(db: Path, tmp_path: Path) -> None:
+    """After a migration of stores, a stale partition must still look stale."""
+    connection = sqlite3.connect(db)
+    with connection:
+        connection.execute(
+            "UPDATE checkpoints SET updated_at = '2020-02-02 02:02:02.020202' "
+            "WHERE partition_id = '1'"
+        )
+    connection.close()
+    source = {r.key: r.updated_at for r in records(sqlite_url(db))}
+    for target in (sqlite_url(tmp_path / "copy.db"), f"file:{tmp_path / 'copy-files'}"):
+        ok("copy", sqlite_url(db), target)
+        assert {r.key: r.updated_at for r in records(target)} == source
+    stale = invoke("--url", sqlite_url(tmp_path / "copy.db"), "status", "--stale", "1d")
+    assert stale.exit_code == 3
+    assert "1 partition(s) stale" in stale.stderr
+
+
+def test_copy_refuses_to_copy_a_store_onto_itself(db: Path, tmp_path: Path) -> None:
+    before = positions(sqlite_url(db))
+    same = [
+        (sqlite_url(db), sqlite_url(db)),
+        (sqlite_url(db), f"sqlite:///{os.path.relpath(db)}"),  # another spelling
+    ]
+    for source, destination in same:
+        assert_error(invoke("copy", source, destination), 2, "are the same store")
+    assert positions(sqlite_url(db)) == before
+    ok("copy", sqlite_url(db), f"file:{tmp_path / 'files'}")
+    assert_error(
+        invoke("copy", f"file:{tmp_path / 'files'}", f"file:{tmp_path / 'files'}/"), 2, "same store"
+    )
+
+
+@pytest.mark.postgres
+def test_copy_refuses_one_postgresql_schema_onto_itself_but_not_onto_another(
+    postgres_schema: tuple[str, str],
+) -> None:
+    url, schema = postgres_schema
+    ok("--schema", schema, "--url", url, "write", *GROUP, "0", "--offset", "5", "--sequence", "5")
+    bare = url.replace("postgresql+psycopg://", "postgres://")  # another spelling of it
+    assert_error(invoke("--schema", schema, "copy", url, bare), 2, "are the same store")
+    other = f"{schema}_copy"
+    try:
+        ok("copy", "--src-schema", schema, "--dst-schema", other, url, url)
+        assert positions(url, schema=other) == {"0": ("5", 5)}
+    finally:
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+        engine.dispose()
+
+
 def test_copy_never_creates_its_source(tmp_path: Path) -> None:
     dest = tmp_path / "dest.db"
     for missing in (tmp_path / "missing.db", tmp_path / "missing-dir"):
@@ -802,6 +856,35 @@ def test_db_commands_on_sqlite(tmp_path: Path) -> None:
     assert ok("--url", url, "db", "current").stdout.strip() == "none (head is 0002)"
 
 
+def test_a_downgrade_that_deletes_checkpoints_asks_first(db: Path) -> None:
+    url = sqlite_url(db)
+    before = positions(url)
+    refused = invoke("--url", url, "db", "downgrade", "base")
+    assert_error(refused, 2, "delete the 5 checkpoint(s)", "refusing without --yes")
+    assert_error(invoke("--url", url, "db", "downgrade", "-2"), 2, "delete the 5 checkpoint(s)")
+    assert positions(url) == before
+    # A step that keeps the table asks nothing.
+    assert "at revision 0001" in ok("--url", url, "db", "downgrade", "-1").stdout
+    assert positions(url) == before
+    ok("--url", url, "db", "upgrade")
+    assert "base (empty)" in ok("--url", url, "db", "downgrade", "base", "--yes").stdout
+    assert "checkpoints" not in table_names(db)
+
+
+@pytest.mark.usefixtures("terminal")
+def test_a_downgrade_that_deletes_checkpoints_asks_on_a_terminal(db: Path) -> None:
+    url = sqlite_url(db)
+    before = positions(url)
+    declined = invoke("--url", url, "db", "downgrade", "base", input="n\n")
+    assert declined.exit_code == 1
+    assert "Downgrade to base: drop the checkpoints table and delete the 5 checkpoint(s)" in (
+        declined.stdout
+    )
+    assert positions(url) == before
+    ok("--url", url, "db", "downgrade", "base", input="y\n")
+    assert "checkpoints" not in table_names(db)
+
+
 def test_db_upgrade_sql_prints_ddl_without_touching_the_database(tmp_path: Path) -> None:
     path = tmp_path / "offline.db"
 
@@ -837,7 +920,7 @@ def test_db_commands_on_postgresql_with_schema(postgres_schema: tuple[str, str])
     ok(*where, "write", *GROUP, "0", "--offset", "1", "--sequence", "1")
     assert positions(url, schema=schema) == {"0": ("1", 1)}
 
-    ok(*where, "db", "downgrade", "base")
+    ok(*where, "db", "downgrade", "base", "--yes")
     assert ok(*where, "db", "current").stdout.strip() == "none (head is 0002)"
     engine = sa.create_engine(url)
     try:
@@ -875,7 +958,7 @@ def test_successful_output_masks_the_password(
         ok(*where, "db", "upgrade"),
         ok(*where, "demo", "--partitions", "1", "--events", "3"),
         ok("copy", go_url(go_dir), in_schema.render_as_string(hide_password=False), *GO_NAMES),
-        ok(*where, "db", "downgrade", "base"),
+        ok(*where, "db", "downgrade", "base", "--yes"),
     ]
 
     for result in outputs:
@@ -945,9 +1028,12 @@ def test_demo_resumes_after_stored_checkpoints(tmp_path: Path) -> None:
     assert "processed 900 events this run" in out
     assert_demo_finished(url)
 
+    # A stream every partition has finished starts over, so the demo can always run again.
     again = ok("--url", url, "demo", *DEMO_SIZES).stdout
-    assert again.count("already complete") == 3
-    assert "processed 0 events this run" in again
+    assert "finished the 500-event stream in an earlier run: starting it over" in again
+    assert again.count("start of stream (no checkpoint)") == 3
+    assert "processed 1500 events this run" in again
+    assert_demo_finished(url)
 
 
 def test_demo_on_a_file_store(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -92,6 +93,58 @@ def test_demo_crash_and_resume(tmp_path: Path) -> None:
             stored = store.read(*DEMO_KEY, str(partition))
             assert stored == event_checkpoint(partition, EVENTS - 1)
     assert "Traceback" not in crashed.stderr + resumed.stderr
+
+
+def test_the_readmes_first_minutes_work_in_the_order_given(tmp_path: Path) -> None:
+    """README: command 1 runs the demo to the end; then --crash-after 15000 kills one mid-stream;
+    run again, it resumes after the last checkpoints and finishes."""
+    first = run(SCRIPT, "demo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "every partition is at sequence 9999" in first.stdout
+    crashed = run(SCRIPT, "demo", "--crash-after", "15000", cwd=tmp_path)
+    assert crashed.returncode == -signal.SIGKILL
+    assert "starting it over" in crashed.stdout
+    assert "simulated crash after 15000 events" in crashed.stdout
+    resumed = run(SCRIPT, "demo", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("after checkpoint at") == 4
+    assert "every partition is at sequence 9999" in resumed.stdout
+    assert "processed 25" in resumed.stdout  # what the crashed run hadn't checkpointed: ~25,000
+
+
+def test_ctrl_c_in_the_demo_says_what_was_stored(tmp_path: Path) -> None:
+    demo = subprocess.Popen(
+        [
+            str(SCRIPT),
+            "demo",
+            "--partitions",
+            "2",
+            "--events",
+            "10000000",
+            "--checkpoint-every",
+            "10",
+        ],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("STREAMCHECKPOINT_")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"sqlite:///{tmp_path / 'checkpoints.db'}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until some checkpoints are stored
+        if (tmp_path / "checkpoints.db").exists() and len(stored_sequences(url)) == 2:
+            break
+        time.sleep(0.05)
+    demo.send_signal(signal.SIGINT)
+    out, err = demo.communicate(timeout=60)
+    assert demo.returncode == 130
+    assert "nothing changed" not in err
+    assert "interrupted: the checkpoints above were stored before it" in err
+    stored = stored_sequences(url)
+    for partition, sequence in stored.items():  # the table shows exactly what is stored
+        assert re.search(rf"│\s*{partition}\s*│\s*{sequence * 512}\s*│\s*{sequence}\s*│", out)
+    assert "Traceback" not in err
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:

@@ -151,6 +151,28 @@ def test_write_many_with_a_mapping(persister: BasePersister) -> None:
     assert stored(persister) == batch
 
 
+@pytest.mark.parametrize("monotonic", [False, True])
+def test_write_many_of_records_keeps_their_updated_at(backend: Backend, monotonic: bool) -> None:
+    """What ``copy`` does: records listed from one store, written to another, keep when they
+    were last written (a stale partition stays stale)."""
+    persister = backend.open(monotonic=monotonic)
+    long_ago = datetime(2021, 3, 4, 5, 6, 7, 890123, tzinfo=timezone.utc)
+    records = [
+        CheckpointRecord(key(str(i)), Checkpoint(str(i), i), long_ago + timedelta(hours=i))
+        for i in range(3)
+    ]
+    persister.write(*key("0"), Checkpoint("older", -1))  # overwritten, time and all
+    before = datetime.now(timezone.utc)
+    persister.write_many(iter(records))
+    listed = persister.list()
+    assert [r.checkpoint for r in listed] == [r.checkpoint for r in records]
+    assert [r.updated_at for r in listed] == [r.updated_at for r in records]
+    persister.write_many({key("1"): Checkpoint("new", 9)})  # an ordinary write: now again
+    [fresh] = [r for r in persister.list() if r.key == key("1")]
+    assert fresh.updated_at is not None
+    assert fresh.updated_at >= before - timedelta(seconds=5)
+
+
 def test_write_many_with_an_iterable_of_pairs(persister: BasePersister) -> None:
     persister.write(*key("1"), Checkpoint("old", 1))
     expected = {key(str(i)): Checkpoint(str(i), i + 1) for i in range(4)}

@@ -520,7 +520,8 @@ def _snapshot(items: CheckpointItems) -> CheckpointItems:
     if isinstance(given, Iterable) and not isinstance(given, (str, bytes)):
         pairs: builtins.list[Any] = [_copy_pair(pair) for pair in given]
         return pairs
-    return normalize_items(items)  # raises the synchronous API's TypeError
+    normalize_items(items)  # raises the synchronous API's TypeError
+    return items
 
 
 def _copy_pair(pair: object) -> object:

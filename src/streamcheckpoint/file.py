@@ -34,6 +34,7 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TypeAlias
 
@@ -60,12 +61,13 @@ from .fsops import (
     Kind,
     entry_kind,
     make_durable_dirs,
+    ns_from_utc,
     open_subdir,
     read_all,
     utc_from_ns,
     write_all,
 )
-from .persister import BasePersister, Scope, check_monotonic, in_scope, scope_prefix
+from .persister import BasePersister, Scope, Times, check_monotonic, in_scope, scope_prefix
 
 if sys.platform != "win32":
     import fcntl
@@ -156,7 +158,9 @@ class FilePersister(BasePersister):
     def _write(self, key: PartitionKey, checkpoint: Checkpoint) -> None:
         self._write_many([(key, checkpoint)])
 
-    def _write_many(self, pairs: builtins.list[tuple[PartitionKey, Checkpoint]]) -> None:
+    def _write_many(
+        self, pairs: builtins.list[tuple[PartitionKey, Checkpoint]], times: Times = None
+    ) -> None:
         targets = [self._target(key) for key, _ in pairs]
         if self.layout == "go":
             refuse_shared_go_files([key for key, _ in pairs], [t.file for t in targets])
@@ -164,7 +168,7 @@ class FilePersister(BasePersister):
             if self.monotonic:
                 for (key, checkpoint), target in zip(pairs, targets, strict=True):
                     check_monotonic(key, self._read_checkpoint(key, target), checkpoint)
-            staged = self._stage(pairs, targets)
+            staged = self._stage(pairs, targets, times)
             self._commit(staged)
 
     def _read(self, key: PartitionKey) -> Checkpoint | None:
@@ -356,13 +360,18 @@ class FilePersister(BasePersister):
         )
 
     def _stage(
-        self, pairs: Sequence[tuple[PartitionKey, Checkpoint]], targets: Sequence[FileTarget]
+        self,
+        pairs: Sequence[tuple[PartitionKey, Checkpoint]],
+        targets: Sequence[FileTarget],
+        times: Times,
     ) -> builtins.list[_Staged]:
-        """Write every checkpoint to a fsynced temporary file next to its target."""
-        by_directory: dict[tuple[str, ...], builtins.list[tuple[str, bytes]]] = {}
-        for (_key, checkpoint), target in zip(pairs, targets, strict=True):
+        """Write every checkpoint to a fsynced temporary file next to its target (its
+        modification time, the record's ``updated_at``, set to its time if given)."""
+        by_directory: dict[tuple[str, ...], builtins.list[tuple[str, bytes, datetime | None]]] = {}
+        for index, ((_key, checkpoint), target) in enumerate(zip(pairs, targets, strict=True)):
             data = checkpoint.to_json().encode("utf-8")
-            by_directory.setdefault(target.directory, []).append((target.file, data))
+            when = None if times is None else times[index]
+            by_directory.setdefault(target.directory, []).append((target.file, data, when))
         staged: builtins.list[_Staged] = []
         try:
             for directory, files in by_directory.items():
@@ -370,8 +379,8 @@ class FilePersister(BasePersister):
                 assert fd is not None
                 entry = _Staged(directory, fd)
                 staged.append(entry)
-                for file, data in files:
-                    entry.renames.append((self._write_temp(fd, directory, data), file))
+                for file, data, when in files:
+                    entry.renames.append((self._write_temp(fd, directory, data, when), file))
                 if len(staged) > _MAX_OPEN_DIRS:
                     entry.fd = None
                     os.close(fd)
@@ -380,7 +389,9 @@ class FilePersister(BasePersister):
             raise
         return staged
 
-    def _write_temp(self, dir_fd: int, directory: tuple[str, ...], data: bytes) -> str:
+    def _write_temp(
+        self, dir_fd: int, directory: tuple[str, ...], data: bytes, when: datetime | None
+    ) -> str:
         name = TEMP_PREFIX + secrets.token_hex(8)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | SAFE_OPEN
         try:
@@ -390,6 +401,9 @@ class FilePersister(BasePersister):
         try:
             try:
                 write_all(fd, data)
+                if when is not None:  # a rename keeps it
+                    ns = ns_from_utc(when)
+                    os.utime(fd, ns=(ns, ns))
                 os.fsync(fd)
             finally:
                 os.close(fd)

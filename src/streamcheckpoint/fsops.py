@@ -16,6 +16,7 @@ __all__ = [
     "Kind",
     "entry_kind",
     "make_durable_dirs",
+    "ns_from_utc",
     "open_subdir",
     "read_all",
     "utc_from_ns",
@@ -82,6 +83,12 @@ def utc_from_ns(ns: int) -> datetime:
     """A file time in nanoseconds as an aware UTC datetime."""
     seconds, rest = divmod(ns, 1_000_000_000)
     return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=rest // 1000)
+
+
+def ns_from_utc(value: datetime) -> int:
+    """An aware datetime as a file time in nanoseconds (:func:`utc_from_ns` reads it back)."""
+    delta = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def read_all(fd: int) -> bytes:

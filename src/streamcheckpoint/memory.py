@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from .checkpoint import Checkpoint, CheckpointRecord, PartitionKey
-from .persister import BasePersister, Scope, check_monotonic, in_scope
+from .persister import BasePersister, Scope, Times, check_monotonic, in_scope
 
 __all__ = ["MemoryPersister"]
 
@@ -30,15 +30,18 @@ class MemoryPersister(BasePersister):
     def _write(self, key: PartitionKey, checkpoint: Checkpoint) -> None:
         self._write_many([(key, checkpoint)])
 
-    def _write_many(self, pairs: list[tuple[PartitionKey, Checkpoint]]) -> None:
+    def _write_many(
+        self, pairs: list[tuple[PartitionKey, Checkpoint]], times: Times = None
+    ) -> None:
         now = datetime.now(timezone.utc)
         with self._lock:
             if self.monotonic:
                 for key, checkpoint in pairs:
                     stored = self._data.get(key)
                     check_monotonic(key, None if stored is None else stored.checkpoint, checkpoint)
-            for key, checkpoint in pairs:
-                self._data[key] = CheckpointRecord(key, checkpoint, now)
+            for index, (key, checkpoint) in enumerate(pairs):
+                when = now if times is None else times[index]
+                self._data[key] = CheckpointRecord(key, checkpoint, when)
 
     def _read(self, key: PartitionKey) -> Checkpoint | None:
         with self._lock:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from types import TracebackType
-from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from .checkpoint import (
     Checkpoint,
@@ -43,7 +44,12 @@ _Self = TypeVar("_Self", bound="BasePersister")
 
 CheckpointItems: TypeAlias = (
     "Mapping[PartitionKey, Checkpoint] | Iterable[tuple[PartitionKey, Checkpoint]]"
+    " | Iterable[CheckpointRecord]"
 )
+
+Times: TypeAlias = "Sequence[datetime] | None"
+"""When each of a batch's checkpoints was last written (``write_many`` of records), or ``None``:
+now, by the store's clock."""
 
 
 @runtime_checkable
@@ -85,12 +91,27 @@ def check_delete_target(
         check_key_component("partition_id", partition_id)
 
 
-def normalize_items(items: CheckpointItems) -> list[tuple[PartitionKey, Checkpoint]]:
-    """Validate a ``write_many`` argument and return it as a list of (key, checkpoint) pairs.
+def normalize_items(
+    items: CheckpointItems,
+) -> tuple[list[tuple[PartitionKey, Checkpoint]], list[datetime] | None]:
+    """Validate a ``write_many`` argument: its (key, checkpoint) pairs, and their times where
+    it is records.
 
-    Accepts a mapping or an iterable of pairs whose keys are :class:`PartitionKey` or any
-    4-tuple of strings. A key given twice is refused: which one should win is ambiguous.
+    Accepts a mapping, an iterable of pairs whose keys are :class:`PartitionKey` or any
+    4-tuple of strings, or an iterable of :class:`CheckpointRecord` (a record without
+    ``updated_at`` is stamped now). A key given twice is refused: which should win is ambiguous.
     """
+    if not isinstance(items, (Mapping, str, bytes)) and isinstance(items, Iterable):
+        given: list[Any] = list(items)
+        if given and all(type(item) is CheckpointRecord for item in given):
+            now = datetime.now(timezone.utc)
+            times = [now if r.updated_at is None else r.updated_at for r in given]
+            return _normalize_pairs([(r.key, r.checkpoint) for r in given]), times
+        items = given
+    return _normalize_pairs(items), None
+
+
+def _normalize_pairs(items: CheckpointItems) -> list[tuple[PartitionKey, Checkpoint]]:
     if isinstance(items, Mapping):
         # Mapping keys can't repeat: plain keys and checkpoints need no further checks.
         given = list(items.items())
@@ -207,13 +228,15 @@ class BasePersister(abc.ABC):
     def write_many(self, items: CheckpointItems) -> None:
         """Store several checkpoints, all or nothing.
 
-        ``items`` is a mapping ``PartitionKey -> Checkpoint`` or an iterable of such pairs.
-        In monotonic mode one regression rejects the whole batch.
+        ``items`` is a mapping ``PartitionKey -> Checkpoint``, an iterable of such pairs, or an
+        iterable of :class:`CheckpointRecord` (what ``list`` returns: copying a store), whose
+        ``updated_at`` is kept rather than set to now. In monotonic mode one regression rejects
+        the whole batch.
         """
-        pairs = normalize_items(items)
+        pairs, times = normalize_items(items)
         self._check_open()
         if pairs:
-            self._write_many(pairs)
+            self._write_many(pairs, times)
 
     def list(
         self,
@@ -293,8 +316,11 @@ class BasePersister(abc.ABC):
         """Store one validated checkpoint (honouring ``self.monotonic``)."""
 
     @abc.abstractmethod
-    def _write_many(self, pairs: builtins.list[tuple[PartitionKey, Checkpoint]]) -> None:
-        """Store validated, distinct pairs atomically (honouring ``self.monotonic``)."""
+    def _write_many(
+        self, pairs: builtins.list[tuple[PartitionKey, Checkpoint]], times: Times = None
+    ) -> None:
+        """Store validated, distinct pairs atomically (honouring ``self.monotonic``), last
+        written at ``times`` (one per pair), or now."""
 
     @abc.abstractmethod
     def _read(self, key: PartitionKey) -> Checkpoint | None:

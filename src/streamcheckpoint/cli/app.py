@@ -27,6 +27,7 @@ DEFAULT_URL = "sqlite:///checkpoints.db"
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_STALE = 3
+EXIT_INTERRUPTED = 130
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -51,7 +52,11 @@ def confirm(action: str, yes: bool) -> None:
         return
     if not stdin_is_a_terminal():
         fail(f"{action}: refusing without --yes (there is no terminal to ask)", EXIT_USAGE)
-    if not click.confirm(f"{action}?", default=False):
+    try:
+        agreed = click.confirm(f"{action}?", default=False)
+    except click.Abort:  # end of input or Ctrl-C at the question
+        agreed = False
+    if not agreed:
         fail("aborted; nothing changed", EXIT_RUNTIME)
 
 
@@ -158,8 +163,8 @@ class _OneLineErrors(click.Group):
             fail(f"{message}{hint}", EXIT_USAGE)
         except click.ClickException as exc:
             fail(exc.format_message(), exc.exit_code)
-        except click.Abort:
-            fail("aborted; nothing changed", EXIT_RUNTIME)
+        except click.Abort:  # Ctrl-C: what was written before it stays written
+            fail("interrupted; whatever the command had written by then stays", EXIT_INTERRUPTED)
         sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -22,7 +23,10 @@ from ..errors import CheckpointRegressionError, CorruptCheckpointError
 from ..file import FilePersister
 from ..persister import BasePersister, normalize_scope
 from ..redaction import mask_url
+from ..sql.engine import sql_identity
+from ..urls import locate
 from .app import (
+    EXIT_INTERRUPTED,
     EXIT_RUNTIME,
     EXIT_STALE,
     cli,
@@ -170,7 +174,15 @@ def write(
     with open_store(
         url_of(ctx), writing=True, monotonic=monotonic, schema=schema_of(ctx)
     ) as persister:
-        persister.write(namespace, name, consumer_group, partition_id, checkpoint)
+        try:
+            persister.write(namespace, name, consumer_group, partition_id, checkpoint)
+        except CheckpointRegressionError as exc:
+            fail(
+                f"refused: the stored checkpoint is at sequence number "
+                f"{exc.stored.sequence_number} (offset {exc.stored.offset!r}), ahead of "
+                f"{sequence}; nothing was written. Leave out --monotonic to overwrite it.",
+                EXIT_RUNTIME,
+            )
     click.echo(
         f"wrote {namespace}/{name}/{consumer_group}/{partition_id}: offset={checkpoint.offset} "
         f"sequence_number={checkpoint.sequence_number}"
@@ -315,6 +327,11 @@ def copy(
     --consumer-group: Go's file names drop `$` and can't be split reliably.
     """
     scope = normalize_scope(namespace, name, consumer_group)
+    if _same_store(src_url, src_schema or schema_of(ctx), dst_url, dst_schema or schema_of(ctx)):
+        raise ValueError(
+            f"{mask_url(src_url)} and {mask_url(dst_url)} are the same store: copying it onto "
+            "itself would change nothing; give another destination (or --dst-schema)"
+        )
     with open_store(src_url, writing=False, schema=src_schema or schema_of(ctx)) as source:
         if isinstance(source, FilePersister) and source.layout == "go" and None in scope:
             raise ValueError(
@@ -342,20 +359,37 @@ def copy(
 
 
 def _copy_batch(dest: BasePersister, batch: list[CheckpointRecord]) -> tuple[int, int]:
-    """Write a batch in one go; on a monotonic refusal, fall back to one by one, skipping those."""
+    """Write a batch in one go, keeping each record's ``updated_at``; on a monotonic refusal,
+    fall back to one by one, skipping those."""
     try:
-        dest.write_many([(r.key, r.checkpoint) for r in batch])
+        dest.write_many(batch)
         return len(batch), 0
     except CheckpointRegressionError:
         pass
     copied = 0
-    for r in batch:
+    for record in batch:
         try:
-            dest.write(*r.key, r.checkpoint)
+            dest.write_many([record])
             copied += 1
         except CheckpointRegressionError:
             continue
     return copied, len(batch) - copied
+
+
+def _same_store(
+    source: str, source_schema: str | None, destination: str, destination_schema: str | None
+) -> bool:
+    """Whether two URLs (and schemas) name the same store: one file or directory, or one
+    server's database and schema. In-memory stores are never the same."""
+    a, b = locate(source), locate(destination)
+    if a.kind != b.kind or a.kind == "memory":
+        return False
+    if a.path is not None and b.path is not None:
+        return a.path.exists() and b.path.exists() and os.path.samefile(a.path, b.path)
+    if a.path is not None or b.path is not None:
+        return False
+    identity = sql_identity(source, source_schema)
+    return identity is not None and identity == sql_identity(destination, destination_schema)
 
 
 def _progress() -> Progress:
@@ -394,17 +428,28 @@ def demo(
 
     url = url_of(ctx)
     with open_store(url, writing=True, monotonic=True, schema=schema_of(ctx)) as persister:
-        run_demo(
-            persister,
-            url=mask_url(url),
-            partitions=partitions,
-            events=events,
-            checkpoint_every=checkpoint_every,
-            crash_after=crash_after,
-            console=console(),
-        )
+        try:
+            run_demo(
+                persister,
+                url=mask_url(url),
+                partitions=partitions,
+                events=events,
+                checkpoint_every=checkpoint_every,
+                crash_after=crash_after,
+                console=console(),
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        else:
+            interrupted = False
         records = persister.list(DEMO_NAMESPACE, DEMO_NAME, DEMO_CONSUMER_GROUP)
     console().print(status_table(records, datetime.now(timezone.utc)))
+    if interrupted:
+        fail(
+            "interrupted: the checkpoints above were stored before it; run the demo again to "
+            "resume right after them",
+            EXIT_INTERRUPTED,
+        )
 
 
 def _readable_records(

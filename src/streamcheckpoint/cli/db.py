@@ -11,6 +11,7 @@ from rich.text import Text
 from ..redaction import bad_url_message, mask_url
 from .app import (
     cli,
+    confirm,
     console,
     handle_errors,
     is_sql_url,
@@ -63,15 +64,25 @@ def db_upgrade(ctx: click.Context, revision: str, sql: bool) -> None:
 @db.command("downgrade", context_settings={"ignore_unknown_options": True})
 @click.argument("revision")
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it (offline mode).")
+@click.option(
+    "--yes", is_flag=True, help="Don't ask before deleting checkpoints (needed without a terminal)."
+)
 @click.pass_context
 @handle_errors
-def db_downgrade(ctx: click.Context, revision: str, sql: bool) -> None:
+def db_downgrade(ctx: click.Context, revision: str, sql: bool, yes: bool) -> None:
     """Downgrade the schema to REVISION: base removes everything, -1 undoes one step."""
     from ..sql import migrations
 
     url = _sql_url_or_fail(ctx)
     if not sql:
         require_existing_store(url_of(ctx))
+        doomed = migrations.checkpoints_a_downgrade_drops(url, revision, schema=schema_of(ctx))
+        if doomed:
+            confirm(
+                f"Downgrade to {revision}: drop the checkpoints table and delete the {doomed} "
+                "checkpoint(s) in it",
+                yes,
+            )
     _report_migration(ctx, url, migrations.downgrade(url, revision, schema=schema_of(ctx), sql=sql))
 
 

@@ -91,10 +91,18 @@ def run_demo(
 ) -> int:
     """Consume ``events`` events per partition, resuming after stored checkpoints.
 
-    Returns how many events this run processed.
+    A stream every partition has already finished is started over (its checkpoints deleted),
+    so that the demo can always be run again. Returns how many events this run processed.
     """
     key = (DEMO_NAMESPACE, DEMO_NAME, DEMO_CONSUMER_GROUP)
     states = [_Partition(p, _resume_point(persister.read(*key, str(p)))) for p in range(partitions)]
+    if all(state.next_sequence >= events for state in states):
+        persister.delete(*key)
+        console.print(
+            f"every partition finished the {events:,}-event stream in an earlier run: "
+            "starting it over (its checkpoints deleted)"
+        )
+        states = [_Partition(p, 0) for p in range(partitions)]
     console.print(_resume_table(states, url, events))
 
     processed = 0

@@ -15,7 +15,7 @@ from ..errors import PersistError
 from ..redaction import bad_url_message, mask_url
 from .dialects import DIALECTS, Dialect, dialect_for_engine, dialect_for_url
 
-__all__ = ["UrlOrEngine", "open_engine", "parse_url", "resolve_url"]
+__all__ = ["UrlOrEngine", "open_engine", "parse_url", "resolve_url", "sql_identity"]
 
 UrlOrEngine = str | sa.URL | sa.Engine
 """What SQLPersister and the migration functions accept as ``url_or_engine``."""
@@ -95,3 +95,17 @@ def open_engine(
     for event, hook in hooks.items():
         sa.event.listen(engine, event, hook)
     return engine, dialect, True
+
+
+def sql_identity(url: str | sa.URL, schema: str | None) -> tuple[object, ...] | None:
+    """What a server database URL points at: database kind, host, port, database and schema,
+    so that two spellings of one location compare equal; ``None`` for a SQLite database (its
+    file says where it is) or a URL that doesn't parse."""
+    try:
+        parsed, dialect = resolve_url(url)
+    except ValueError:
+        return None
+    if dialect.default_port is None:
+        return None
+    host = (parsed.host or "localhost").lower()
+    return dialect.name, host, parsed.port or dialect.default_port, parsed.database, schema

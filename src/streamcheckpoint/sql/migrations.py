@@ -46,6 +46,7 @@ __all__ = [
     "HEAD_REVISION",
     "VERSION_TABLE",
     "Revision",
+    "checkpoints_a_downgrade_drops",
     "current",
     "downgrade",
     "ensure_schema",
@@ -182,6 +183,43 @@ def downgrade(
             engine, schema, "downgrade", lambda conn: _run(conn, schema, "downgrade", revision)
         )
     return None
+
+
+def checkpoints_a_downgrade_drops(
+    url_or_engine: UrlOrEngine, revision: str, *, schema: str | None = None
+) -> int | None:
+    """How many stored checkpoints a downgrade to ``revision`` would delete with the
+    ``checkpoints`` table (which only a downgrade to base drops): ``None`` if it keeps them.
+
+    ``revision`` is what :func:`downgrade` takes: ``base``, a revision, or ``-N`` steps down.
+    """
+    _check_revision_argument(revision, allow_range=False)
+    with _engine_for(url_or_engine) as engine:
+        dialect_for_engine(engine).check_schema(schema, engine.url)
+        now = _read_revision(engine, schema)
+        if now is None or not _reaches_base(now, revision):
+            return None
+        with _connect(engine) as conn:
+            table = sa.table(TABLE_NAME, schema=schema)
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def _reaches_base(now: str, revision: str) -> bool:
+    """Whether downgrading from ``now`` to ``revision`` goes all the way down to base."""
+    if revision == "base":
+        return True
+    if not _RELATIVE_REVISION.fullmatch(revision):
+        return False
+    steps = -int(revision)
+    script = _script_directory()
+    current: str | None = now
+    for _ in range(steps):
+        found = script.get_revision(current) if current is not None else None
+        if found is None:
+            return True
+        down = found.down_revision
+        current = down if isinstance(down, str) or down is None else down[0]
+    return current is None
 
 
 def ensure_schema(engine: sa.Engine, *, schema: str | None = None, migrate: bool = True) -> None:

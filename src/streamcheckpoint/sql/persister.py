@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NoReturn
@@ -11,7 +10,7 @@ import sqlalchemy as sa
 
 from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
 from ..errors import CorruptCheckpointError, PersistConnectionError, PersistError, SchemaError
-from ..persister import BasePersister, Scope, check_bool, check_monotonic
+from ..persister import BasePersister, Scope, Times, check_bool, check_monotonic
 from ..redaction import mask_url, redact
 from .connection import KeptConnection
 from .dialects import Failure
@@ -21,7 +20,6 @@ from .statements import checkpoint_from_row, compile_statements, record_from_row
 
 __all__ = ["SQLPersister", "check_arguments"]
 
-_by_key = operator.itemgetter(0)
 
 # A monotonic write refused because of a row that then changed before we could read it (a
 # delete, or a non-monotonic writer) is tried again; this many times at most.
@@ -98,6 +96,7 @@ class SQLPersister(BasePersister):
         self._dialect = dialect
         self._sql = compile_statements(dialect, engine.dialect, schema)
         self._upsert = self._sql.upsert_monotonic if monotonic else self._sql.upsert
+        self._upserts_keeping_time = self._sql.upserts_keeping_time[monotonic]
         # Where the row count can't say a monotonic write was refused, every write that must
         # know runs as a transaction that reads back.
         self._transactional_writes = monotonic and dialect.confirms_in_transaction
@@ -124,15 +123,28 @@ class SQLPersister(BasePersister):
             self._raise_regression([(key, checkpoint)])
             self._write_batch([(key, checkpoint)], "write")
 
-    def _write_many(self, pairs: list[tuple[PartitionKey, Checkpoint]]) -> None:
-        self._write_batch(pairs, "write_many")
+    def _write_many(
+        self, pairs: list[tuple[PartitionKey, Checkpoint]], times: Times = None
+    ) -> None:
+        self._write_batch(pairs, "write_many", times)
 
-    def _write_batch(self, pairs: list[tuple[PartitionKey, Checkpoint]], action: str) -> None:
-        """Write ``pairs`` in one transaction; in monotonic mode, all of them or none."""
-        ordered = sorted(pairs, key=_by_key) if self._dialect.locks_rows else pairs
+    def _write_batch(
+        self, pairs: list[tuple[PartitionKey, Checkpoint]], action: str, times: Times = None
+    ) -> None:
+        """Write ``pairs`` in one transaction; in monotonic mode, all of them or none. With
+        ``times``, each row's ``updated_at`` is its time instead of the database's clock."""
+        order = list(range(len(pairs)))
+        if self._dialect.locks_rows:
+            order.sort(key=lambda i: pairs[i][0])
+        ordered = [pairs[i] for i in order]
         rows = self._dialect.write_rows(ordered)
+        upsert = self._upsert
+        if times is not None:
+            encode = self._dialect.timestamp.to_db
+            rows = [(*row, encode(times[i])) for row, i in zip(rows, order, strict=True)]
+            upsert = self._upserts_keeping_time
         key = pairs[0][0] if len(pairs) == 1 else None
-        upsert, connection = self._upsert, self._connection
+        connection = self._connection
 
         def body(c: sa.Connection) -> bool:
             count = c.exec_driver_sql(upsert, rows).rowcount

@@ -55,6 +55,9 @@ class Statements:
     upsert_monotonic: sa.Insert
     """Insert, or overwrite unless the stored sequence number is higher; row count 0 if not."""
 
+    upserts_keeping_time: tuple[sa.Insert, sa.Insert]
+    """``upsert`` and ``upsert_monotonic`` with ``updated_at`` bound (last), not the clock."""
+
     select_checkpoint: sa.Select[Any]
     """The checkpoint columns of one key."""
 
@@ -79,12 +82,16 @@ class CompiledStatements:
 
     upsert: str
     upsert_monotonic: str
+    upserts_keeping_time: tuple[str, str]
     select_checkpoint: str
     select_records: tuple[str, ...]
     delete_group: str
     delete_partition: str
     readable: tuple[str, tuple[str, ...]] | None
 
+
+TIME_PARAM = "p_updated_at"
+"""The bound ``updated_at`` of :attr:`Statements.upserts_keeping_time`."""
 
 _SCOPES = tuple(itertools.product((False, True), repeat=3))
 """Which of namespace, name and consumer group a ``list`` gives, in every combination."""
@@ -105,6 +112,8 @@ def statements_for(dialect: Dialect) -> Statements:
         for name, param in zip(names, WRITE_PARAMS, strict=True)
     }
     upsert, upsert_monotonic = dialect.upserts(values)
+    kept = sa.bindparam(TIME_PARAM, type_=table.c.updated_at.type)
+    keeping_time = dialect.upserts({**values, "updated_at": kept})
     select_checkpoint, select_records = _selects(dialect, lambda column: column)
     readable = None
     if dialect.readable_timestamp(table.c.updated_at) is not None:
@@ -112,6 +121,7 @@ def statements_for(dialect: Dialect) -> Statements:
     return Statements(
         upsert=upsert,
         upsert_monotonic=upsert_monotonic,
+        upserts_keeping_time=keeping_time,
         select_checkpoint=select_checkpoint,
         select_records=select_records,
         delete_group=sa.delete(table).where(*dialect.key_filter(3)),
@@ -191,6 +201,10 @@ def compile_statements(
     return CompiledStatements(
         upsert=text(statements.upsert, dialect.upsert_params),
         upsert_monotonic=text(statements.upsert_monotonic, dialect.upsert_params),
+        upserts_keeping_time=(
+            text(statements.upserts_keeping_time[0], (*dialect.upsert_params, TIME_PARAM)),
+            text(statements.upserts_keeping_time[1], (*dialect.upsert_params, TIME_PARAM)),
+        ),
         select_checkpoint=select_checkpoint,
         select_records=select_records,
         delete_group=text(statements.delete_group, KEY_PARAMS[:3]),

@@ -88,6 +88,9 @@ class Dialect(abc.ABC):
     upsert_params: ClassVar[tuple[str, ...]] = WRITE_PARAMS
     """The bound values of an upsert, in the order :meth:`write_rows` gives them."""
 
+    default_port: ClassVar[int | None] = None
+    """The server's port when a URL gives none; ``None`` for a database in a file."""
+
     locks_rows: ClassVar[bool] = True
     """Whether writers lock rows (not the whole database): a batch then writes its rows in key
     order, so that two batches over the same keys can't deadlock."""
@@ -107,8 +110,8 @@ class Dialect(abc.ABC):
         """``(upsert, monotonic upsert)`` of one row of :attr:`table` with ``values``.
 
         Both insert the row or overwrite the stored checkpoint columns and ``updated_at`` (the
-        database's clock); the monotonic one leaves a stored row whose sequence number is
-        higher unchanged.
+        database's clock, unless ``values`` has one); the monotonic one leaves a stored row
+        whose sequence number is higher unchanged.
         """
 
     def key_filter(self, length: int) -> list[sa.ColumnElement[bool]]:
@@ -232,7 +235,7 @@ class OnConflictDialect(Dialect):
 
     def upserts(self, values: Mapping[str, Any]) -> tuple[sa.Insert, sa.Insert]:
         table = self.table
-        insert = self.insert(table).values(**values, updated_at=self.clock())
+        insert = self.insert(table).values(**{"updated_at": self.clock(), **values})
         excluded = insert.excluded
         changes = {name: excluded[name] for name in UPDATED_COLUMNS}
         key = list(table.primary_key.columns)

@@ -107,6 +107,7 @@ class MySQLDialect(Dialect):
     extra = "mysql"
     # SQLAlchemy picks mysqlclient (MySQLdb) for these.
     bare_names = ("mysql", "mariadb")
+    default_port = 3306
     table: ClassVar[sa.Table] = _hashed_table()
     timestamp = MySQLTimestamp
     key_params = ("p_key_hash",)
@@ -122,7 +123,9 @@ class MySQLDialect(Dialect):
         hashed.update(values)
         insert = mysql.insert(table).values(**hashed)
         new = insert.inserted
-        clock: sa.ColumnElement[Any] = sa.literal_column("UTC_TIMESTAMP(6)")
+        clock: sa.ColumnElement[Any] = (
+            new.updated_at if "updated_at" in values else sa.literal_column("UTC_TIMESTAMP(6)")
+        )
         changes = [(name, new[name]) for name in UPDATED_COLUMNS if name != "updated_at"]
         upsert = insert.on_duplicate_key_update([*changes, ("updated_at", clock)])
         # Assignments run left to right and see the ones before them: the sequence number,

@@ -47,6 +47,7 @@ class PostgreSQLDialect(OnConflictDialect):
     extra = "postgres"
     # SQLAlchemy picks psycopg2 for the first and refuses the second.
     bare_names = ("postgresql", "postgres")
+    default_port = 5432
     table: ClassVar[sa.Table] = keyed_table(UTCTimestamp(), "now()")
     timestamp = UTCTimestamp
 
