@@ -23,7 +23,9 @@ from ...checkpoint import Checkpoint, PartitionKey
 from ..schema import KEY_COLUMN_NAMES, UTCTimestamp
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "KEY_PARAMS",
+    "QUERY_TIMEOUT_S",
     "UPDATED_COLUMNS",
     "WRITE_PARAMS",
     "Dialect",
@@ -31,6 +33,7 @@ __all__ = [
     "OnConflictDialect",
     "Pairs",
     "PoolHook",
+    "with_connect_defaults",
 ]
 
 Failure = Literal["connection", "schema", "corrupt", "other"]
@@ -52,6 +55,25 @@ with what its table needs besides (MySQL: the key hash), then these."""
 
 UPDATED_COLUMNS = ("stream_offset", "enqueue_time", "updated_at", "sequence_number")
 """What an upsert overwrites, ``sequence_number`` last (MySQL's guarded form relies on it)."""
+
+
+QUERY_TIMEOUT_S = 30
+"""How long a statement may wait for a database server by default, in seconds (lock waits
+included); :data:`CONNECT_TIMEOUT_S` for a new connection."""
+
+CONNECT_TIMEOUT_S = 10
+"""How long connecting to a database server may take by default, in seconds."""
+
+
+def with_connect_defaults(
+    url: sa.URL, options: dict[str, Any], defaults: Mapping[str, object]
+) -> dict[str, Any]:
+    """``create_engine`` arguments: the caller's ``options``, and the driver arguments
+    ``defaults`` where neither the URL's query nor ``options["connect_args"]`` gives them."""
+    arguments = dict(options)
+    given = {name: value for name, value in defaults.items() if name not in url.query}
+    arguments["connect_args"] = {**given, **arguments.get("connect_args", {})}
+    return arguments
 
 
 class Dialect(abc.ABC):

@@ -18,7 +18,10 @@ that reads the written rows back before it commits (``BEGIN``, one query per 500
 
 **Engines.** One SQLPersister creates is pooled with ``pool_pre_ping`` (so a server restart costs
 no call) and ``pool_recycle=3600`` (MySQL drops connections idle for ``wait_timeout``), and
-connects with ``charset=utf8mb4`` and ``connect_timeout=10`` unless told otherwise.
+connects with ``charset=utf8mb4``, ``connect_timeout=10``, ``read_timeout=30`` and
+``write_timeout=30`` (seconds: every query, whatever the server does) and
+``innodb_lock_wait_timeout=20`` (``init_command``) unless the URL or ``connect_args`` say
+otherwise.
 """
 
 from __future__ import annotations
@@ -34,7 +37,17 @@ from sqlalchemy.dialects import mysql
 from ...checkpoint import PartitionKey
 from ...errors import PersistError
 from ..schema import KEY_COLUMN_NAMES, TABLE_NAME, UTCTimestamp, as_utc, checkpoint_columns
-from .base import UPDATED_COLUMNS, WRITE_PARAMS, Dialect, Failure, Pairs, PoolHook
+from .base import (
+    CONNECT_TIMEOUT_S,
+    QUERY_TIMEOUT_S,
+    UPDATED_COLUMNS,
+    WRITE_PARAMS,
+    Dialect,
+    Failure,
+    Pairs,
+    PoolHook,
+    with_connect_defaults,
+)
 
 __all__ = ["KEY_HASH_SQL", "MYSQL_MIGRATION_LOCK", "MySQLDialect", "MySQLTimestamp", "key_hash"]
 
@@ -56,9 +69,25 @@ _GONE_CODES = frozenset(
     {1040, 1044, 1045, 1049, 1053, 1129, 1130, 1203, 1226, 1698, 1927}
     | {2002, 2003, 2005, 2006, 2013, 2026, 2059, 2061, 4031}
 )
-# Deadlock (the transaction was rolled back) and lock wait timeout (the statement was; we roll
-# back the rest): run it again.
-_TRANSIENT_CODES = frozenset({1213, 1205})
+# Deadlock (the transaction was rolled back): run it again. A lock wait that timed out (1205)
+# is not: whoever holds the row has held it for LOCK_WAIT_S already.
+_TRANSIENT_CODES = frozenset({1213})
+
+LOCK_WAIT_S = QUERY_TIMEOUT_S * 2 // 3
+"""``innodb_lock_wait_timeout`` of our sessions: a lock wait ends with its own error (1205)
+before the query's read timeout cuts the connection."""
+
+_CONNECT_DEFAULTS = {
+    "charset": "utf8mb4",
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    # PyMySQL's connect_timeout covers the TCP connect only: these bound the handshake and
+    # every query, whatever the server does (or doesn't).
+    "read_timeout": QUERY_TIMEOUT_S,
+    "write_timeout": QUERY_TIMEOUT_S,
+    "init_command": f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_S}",
+}
+"""PyMySQL arguments of the engines SQLPersister creates, unless the URL or ``connect_args``
+give them."""
 # Server errors for a missing table or column.
 _SCHEMA_CODES = frozenset({1146, 1054})
 
@@ -177,15 +206,9 @@ class MySQLDialect(Dialect):
     def configure(
         self, url: sa.URL, options: dict[str, Any]
     ) -> tuple[sa.URL, dict[str, Any], dict[str, PoolHook]]:
-        arguments = dict(options)
+        arguments = with_connect_defaults(url, options, _CONNECT_DEFAULTS)
         arguments.setdefault("pool_pre_ping", True)
         arguments.setdefault("pool_recycle", 3600)
-        defaults = {
-            name: value
-            for name, value in (("charset", "utf8mb4"), ("connect_timeout", 10))
-            if name not in url.query
-        }
-        arguments["connect_args"] = {**defaults, **arguments.get("connect_args", {})}
         return url, arguments, {}
 
     def take_migration_lock(self, connection: sa.Connection) -> None:

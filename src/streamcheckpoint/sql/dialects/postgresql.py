@@ -1,9 +1,14 @@
 """PostgreSQL through psycopg 3: everything SQLPersister does differently there.
 
 An engine SQLPersister creates is pooled with ``pool_pre_ping``, so that after a server restart
-the next call gets a live connection. New connections get ``connect_timeout=10`` (seconds) and
-``application_name=streamcheckpoint`` unless the URL or ``connect_args`` say otherwise, and their
-session time zone is UTC whatever the server's, the role's or the URL's ``options`` say: psycopg
+the next call gets a live connection. New connections get ``connect_timeout=10`` (seconds),
+``application_name=streamcheckpoint``, TCP keepalives and ``tcp_user_timeout=30000`` (ms: a dead
+host or a network that drops everything ends the connection) unless the URL or ``connect_args``
+say otherwise, and ``statement_timeout`` 30 s where nothing (server, role, database, the URL's
+``options``) set it: a statement waiting longer, for a lock say, is cancelled. A server process
+that is frozen while its host still answers TCP (``docker pause``) is not bounded by any of
+these. Their session time zone is UTC whatever the server's, the role's or the URL's
+``options`` say: psycopg
 converts ``timestamptz`` to the session's zone, where ``9999-12-31T23:00Z`` is past year 9999 in
 Tokyo and ``0001-01-01T01:00Z`` before year 1 in New York. (A caller's own engine is used as it
 is: give it a UTC session for such dates.)
@@ -20,7 +25,14 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from ..schema import UTCTimestamp, keyed_table
-from .base import Failure, OnConflictDialect, PoolHook
+from .base import (
+    CONNECT_TIMEOUT_S,
+    QUERY_TIMEOUT_S,
+    Failure,
+    OnConflictDialect,
+    PoolHook,
+    with_connect_defaults,
+)
 
 __all__ = ["PG_MIGRATION_LOCK_KEY", "PostgreSQLDialect"]
 
@@ -60,15 +72,9 @@ class PostgreSQLDialect(OnConflictDialect):
     def configure(
         self, url: sa.URL, options: dict[str, Any]
     ) -> tuple[sa.URL, dict[str, Any], dict[str, PoolHook]]:
-        arguments = dict(options)
+        arguments = with_connect_defaults(url, options, _CONNECT_DEFAULTS)
         arguments.setdefault("pool_pre_ping", True)
-        defaults = {
-            name: value
-            for name, value in (("connect_timeout", 10), ("application_name", "streamcheckpoint"))
-            if name not in url.query
-        }
-        arguments["connect_args"] = {**defaults, **arguments.get("connect_args", {})}
-        return url, arguments, {"connect": _utc_session}
+        return url, arguments, {"connect": _set_up_session}
 
     def readable_timestamp(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any] | None:
         # psycopg can't load infinity, BC dates nor years past 9999, and fails the whole query:
@@ -107,15 +113,36 @@ class PostgreSQLDialect(OnConflictDialect):
         return "other"
 
 
-def _utc_session(connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
-    """Make a new session's time zone UTC.
+_CONNECT_DEFAULTS = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "application_name": "streamcheckpoint",
+    # A server host that dies or a network that drops everything: the connection is given up
+    # once data has gone unacknowledged this long (ms), or idle probes went unanswered.
+    "tcp_user_timeout": QUERY_TIMEOUT_S * 1000,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+"""libpq parameters of the engines SQLPersister creates, unless the URL or ``connect_args``
+give them."""
+
+
+def _set_up_session(connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    """Make a new session's time zone UTC, and bound its statements.
 
     A ``SET`` after connecting wins over any ``TimeZone`` in the libpq ``options`` (URL or
-    ``connect_args``) and leaves their other settings alone.
+    ``connect_args``) and leaves their other settings alone. ``statement_timeout`` is set to
+    :data:`QUERY_TIMEOUT_S` only where nothing set it (the server, the role, the database or
+    the ``options``): a statement that waits longer, for a lock say, is cancelled.
     """
     cursor = connection.cursor()
     try:
         cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.execute("SHOW statement_timeout")
+        row = cursor.fetchone()
+        if row is not None and row[0] == "0":
+            cursor.execute(f"SET statement_timeout = '{QUERY_TIMEOUT_S}s'")
     finally:
         cursor.close()
     # Outside autocommit the SET opened a transaction, whose rollback would undo it.
