@@ -307,7 +307,7 @@ def test_write_many_copies_the_lists_in_its_items() -> None:
         await wait_for_event(held.writing, "the only worker thread is busy")
         pair: list[Any] = [list(key("0")), Checkpoint("old", 1)]  # a list pair, a list key
         in_tuple = (list(key("1")), Checkpoint("one", 1))
-        batch = asyncio.create_task(store.write_many([pair, in_tuple]))  # type: ignore[list-item]
+        batch = asyncio.create_task(store.write_many([pair, in_tuple]))  # type: ignore[arg-type]
         await asyncio.sleep(0)  # the call is made; its items wait for the worker thread
         pair[0][3], pair[1] = "changed", Checkpoint("new", 2)
         in_tuple[0][3] = "changed too"

@@ -177,7 +177,7 @@ def test_write_many_with_an_iterable_of_pairs(persister: BasePersister) -> None:
     persister.write(*key("1"), Checkpoint("old", 1))
     expected = {key(str(i)): Checkpoint(str(i), i + 1) for i in range(4)}
     # A generator of pairs whose keys are plain 4-tuples.
-    persister.write_many((tuple(k), cp) for k, cp in expected.items())  # type: ignore[misc]
+    persister.write_many((tuple(k), cp) for k, cp in expected.items())  # type: ignore[arg-type]
     assert stored(persister) == expected
     assert all(type(k) is PartitionKey for k in stored(persister))
 
