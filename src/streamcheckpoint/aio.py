@@ -37,6 +37,7 @@ from .errors import PersistError
 from .persister import (
     BasePersister,
     CheckpointItems,
+    check_bool,
     check_delete_target,
     normalize_items,
     normalize_scope,
@@ -133,6 +134,11 @@ class AsyncPersister(Generic[_P]):
     def monotonic(self) -> bool:
         """Whether a write moving a checkpoint backwards is refused."""
         return self.sync.monotonic
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened only to read (writes and deletes are refused)."""
+        return self.sync.read_only
 
     @property
     def closed(self) -> bool:
@@ -344,14 +350,17 @@ class AsyncSQLPersister(AsyncPersister[SQLPersister]):
         schema: str | None = None,
         migrate: bool = True,
         monotonic: bool = False,
+        read_only: bool = False,
         **engine_options: Any,
     ) -> None:
         check_arguments(url_or_engine, schema, migrate, monotonic, engine_options)
+        check_bool("read_only", read_only)
         self._start(max_workers)
         self._url_or_engine = url_or_engine
         self._schema = schema
         self._migrate = migrate
         self._monotonic = monotonic
+        self._read_only = read_only
         self._engine_options = engine_options
         # The opening runs on the executor and belongs to no event loop: it survives the loop
         # that started it, and sets _sync from its thread. _waiting is the opening as a future
@@ -379,6 +388,11 @@ class AsyncSQLPersister(AsyncPersister[SQLPersister]):
     def monotonic(self) -> bool:
         """Whether a write moving a checkpoint backwards is refused."""
         return self._monotonic
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store is opened only to read (writes and deletes are refused)."""
+        return self._read_only
 
     @property
     def schema(self) -> str | None:
@@ -422,6 +436,7 @@ class AsyncSQLPersister(AsyncPersister[SQLPersister]):
             schema=self._schema,
             migrate=self._migrate,
             monotonic=self._monotonic,
+            read_only=self._read_only,
             **self._engine_options,
         )
 

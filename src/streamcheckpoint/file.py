@@ -121,6 +121,8 @@ class FilePersister(BasePersister):
 
     ``updated_at`` of a listed record is the file's modification time. ``delete`` removes files
     but leaves the (possibly empty) directories of the nested layout in place.
+
+    ``read_only=True`` only reads: the directory must exist, nothing is created or cleaned up.
     """
 
     def __init__(
@@ -129,13 +131,17 @@ class FilePersister(BasePersister):
         *,
         layout: str = "nested",
         monotonic: bool = False,
+        read_only: bool = False,
     ) -> None:
-        super().__init__(monotonic=monotonic)
+        super().__init__(monotonic=monotonic, read_only=read_only)
         if sys.platform == "win32":
             raise NotImplementedError("FilePersister needs a POSIX system (fcntl, dir_fd)")
         self.layout: Layout = check_layout(layout)
         self._root = os.path.abspath(os.fspath(directory))
         self._thread_lock = threading.Lock()
+        if read_only:
+            os.close(self._open_root())  # it must exist
+            return
         try:
             make_durable_dirs(self._root)
         except OSError as exc:

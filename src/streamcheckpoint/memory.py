@@ -22,8 +22,8 @@ class MemoryPersister(BasePersister):
     For tests and single-process use: everything is lost when the process ends.
     """
 
-    def __init__(self, *, monotonic: bool = False) -> None:
-        super().__init__(monotonic=monotonic)
+    def __init__(self, *, monotonic: bool = False, read_only: bool = False) -> None:
+        super().__init__(monotonic=monotonic, read_only=read_only)
         self._lock = threading.Lock()
         self._data: dict[PartitionKey, CheckpointRecord] = {}
 

@@ -192,12 +192,17 @@ class BasePersister(abc.ABC):
 
     Subclasses implement the underscored storage methods; everything here validates first.
     With ``monotonic=True`` a write whose sequence number is lower than the stored one raises
-    :class:`~streamcheckpoint.errors.CheckpointRegressionError` and changes nothing.
+    :class:`~streamcheckpoint.errors.CheckpointRegressionError` and changes nothing. With
+    ``read_only=True`` the store is opened for reading (nothing is created, migrated or
+    cleaned up) and ``write``, ``write_many`` and ``delete`` raise
+    :class:`~streamcheckpoint.errors.PersistError`.
     """
 
-    def __init__(self, *, monotonic: bool = False) -> None:
+    def __init__(self, *, monotonic: bool = False, read_only: bool = False) -> None:
         check_bool("monotonic", monotonic)
+        check_bool("read_only", read_only)
         self.monotonic = monotonic
+        self.read_only = read_only
         self._closed = False
 
     # -- the contract ---------------------------------------------------------------------
@@ -213,7 +218,7 @@ class BasePersister(abc.ABC):
         """Store ``checkpoint`` for the partition; durable once this returns."""
         key = make_key(namespace, name, consumer_group, partition_id)
         check_checkpoint(checkpoint)
-        self._check_open()
+        self._check_writable()
         self._write(key, checkpoint)
 
     def read(self, namespace: str, name: str, consumer_group: str, partition_id: str) -> Checkpoint:
@@ -234,7 +239,7 @@ class BasePersister(abc.ABC):
         the whole batch.
         """
         pairs, times = normalize_items(items)
-        self._check_open()
+        self._check_writable()
         if pairs:
             self._write_many(pairs, times)
 
@@ -280,7 +285,7 @@ class BasePersister(abc.ABC):
     ) -> int:
         """Delete one partition's checkpoint, or the whole consumer group's; return the count."""
         check_delete_target(namespace, name, consumer_group, partition_id)
-        self._check_open()
+        self._check_writable()
         return self._delete(namespace, name, consumer_group, partition_id)
 
     def close(self) -> None:
@@ -304,6 +309,14 @@ class BasePersister(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise PersistError(
+                f"{type(self).__name__} was opened with read_only=True and doesn't write; open "
+                "another one without it to write"
+            )
 
     def _check_open(self) -> None:
         if self._closed:

@@ -116,15 +116,27 @@ def require_existing_store(url: str) -> None:
 
 @contextmanager
 def open_store(
-    url: str, *, writing: bool, monotonic: bool = False, schema: str | None = None
+    url: str,
+    *,
+    writing: bool,
+    create: bool = True,
+    monotonic: bool = False,
+    schema: str | None = None,
 ) -> Iterator[BasePersister]:
-    """Open the store at ``url``; read-only commands never create or migrate a database."""
+    """Open the store at ``url``.
+
+    Commands that only read open it read-only: they never create, migrate or change a file
+    (a SQLite database is read without creating its ``-wal``/``-shm``). ``create=False``: a
+    command that writes to what must already be there (``reset``) neither creates nor migrates.
+    """
     options: dict[str, Any] = {"monotonic": monotonic}
+    if not writing:
+        options["read_only"] = True
     if is_sql_url(url):
-        options["migrate"] = writing
+        options["migrate"] = writing and create
         if schema is not None:
             options["schema"] = schema
-    if not writing:
+    if not (writing and create):
         require_existing_store(url)
     persister = open_persister(url, **options)
     try:

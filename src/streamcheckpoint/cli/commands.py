@@ -234,8 +234,8 @@ def reset(
     check_key_component("consumer_group", consumer_group)
     if partition is not None:
         check_key_component("partition_id", partition)
-    # Read-only open: a mistyped URL must not create (and migrate) an empty database.
-    with open_store(url_of(ctx), writing=False, schema=schema_of(ctx)) as persister:
+    # A mistyped URL must not create (and migrate) an empty database.
+    with open_store(url_of(ctx), writing=True, create=False, schema=schema_of(ctx)) as persister:
         found, unreadable = _readable_records(persister, namespace, name, consumer_group)
         records = [r for r in found if partition is None or r.key.partition_id == partition]
         keys = [r.key for r in records] + [

@@ -71,7 +71,7 @@ def resolve_url(url_or_engine: UrlOrEngine) -> tuple[sa.URL, Dialect]:
 
 
 def open_engine(
-    url_or_engine: UrlOrEngine, engine_options: dict[str, Any]
+    url_or_engine: UrlOrEngine, engine_options: dict[str, Any], *, read_only: bool = False
 ) -> tuple[sa.Engine, Dialect, bool]:
     """Return ``(engine, dialect, created)`` for what SQLPersister was given.
 
@@ -81,7 +81,7 @@ def open_engine(
     url, dialect = resolve_url(url_or_engine)
     if isinstance(url_or_engine, sa.Engine):
         return url_or_engine, dialect, False
-    url, arguments, hooks = dialect.configure(url, engine_options)
+    url, arguments, hooks = dialect.configure(url, engine_options, read_only=read_only)
     try:
         engine = sa.create_engine(url, **arguments)
     except ImportError as exc:

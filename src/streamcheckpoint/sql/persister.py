@@ -49,6 +49,11 @@ class SQLPersister(BasePersister):
     :class:`~streamcheckpoint.errors.SchemaError`, naming the command to run, unless the
     database is already current.
 
+    ``read_only=True`` only reads: the database isn't migrated (it must be current), writes and
+    deletes raise :class:`~streamcheckpoint.errors.PersistError`, and a SQLite file is opened
+    read-only, creating no file, so that a user who may only read it (a dashboard, a cron job)
+    never leaves files the service can't write.
+
     ``updated_at`` comes from the database's clock. Each ``write`` is one upsert statement, and
     ``write_many`` one transaction. With ``monotonic=True`` the "never backwards" check is part
     of the upsert itself, so concurrent writers in any number of processes can't race past it.
@@ -74,14 +79,15 @@ class SQLPersister(BasePersister):
         schema: str | None = None,
         migrate: bool = True,
         monotonic: bool = False,
+        read_only: bool = False,
         **engine_options: Any,
     ) -> None:
         check_arguments(url_or_engine, schema, migrate, monotonic, engine_options)
-        super().__init__(monotonic=monotonic)
-        engine, dialect, created = open_engine(url_or_engine, engine_options)
+        super().__init__(monotonic=monotonic, read_only=read_only)
+        engine, dialect, created = open_engine(url_or_engine, engine_options, read_only=read_only)
         dialect.check_engine(engine)
         try:
-            ensure_schema(engine, schema=schema, migrate=migrate)
+            ensure_schema(engine, schema=schema, migrate=migrate and not read_only)
         except BaseException:
             if created:
                 engine.dispose()

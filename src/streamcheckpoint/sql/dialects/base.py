@@ -29,6 +29,7 @@ __all__ = [
     "UPDATED_COLUMNS",
     "WRITE_PARAMS",
     "Dialect",
+    "EngineHooks",
     "Failure",
     "OnConflictDialect",
     "Pairs",
@@ -42,6 +43,9 @@ driver can't convert, anything else."""
 
 PoolHook = Callable[[DBAPIConnection, ConnectionPoolEntry], None]
 """A pool event listener (``connect``, ``checkin``)."""
+
+EngineHooks = dict[str, Callable[..., Any]]
+"""Event listeners of a new engine, by event name (``connect``, ``checkin``, ``do_connect``)."""
 
 Pairs = Sequence[tuple[PartitionKey, Checkpoint]]
 """Keys and their checkpoints, as a batch writes them."""
@@ -209,11 +213,12 @@ class Dialect(abc.ABC):
 
     @abc.abstractmethod
     def configure(
-        self, url: sa.URL, options: dict[str, Any]
-    ) -> tuple[sa.URL, dict[str, Any], dict[str, PoolHook]]:
-        """The URL, ``create_engine`` arguments and pool event listeners for a new engine.
+        self, url: sa.URL, options: dict[str, Any], *, read_only: bool = False
+    ) -> tuple[sa.URL, dict[str, Any], EngineHooks]:
+        """The URL, ``create_engine`` arguments and event listeners for a new engine.
 
-        ``options`` are the caller's engine options; they win over our defaults.
+        ``options`` are the caller's engine options; they win over our defaults. A
+        ``read_only`` engine only reads: nothing it opens may create or change a file.
         """
 
     def writers_wait(self, connection: DBAPIConnection) -> float | None:

@@ -43,9 +43,9 @@ from .base import (
     UPDATED_COLUMNS,
     WRITE_PARAMS,
     Dialect,
+    EngineHooks,
     Failure,
     Pairs,
-    PoolHook,
     with_connect_defaults,
 )
 
@@ -204,8 +204,8 @@ class MySQLDialect(Dialect):
             )
 
     def configure(
-        self, url: sa.URL, options: dict[str, Any]
-    ) -> tuple[sa.URL, dict[str, Any], dict[str, PoolHook]]:
+        self, url: sa.URL, options: dict[str, Any], *, read_only: bool = False
+    ) -> tuple[sa.URL, dict[str, Any], EngineHooks]:
         arguments = with_connect_defaults(url, options, _CONNECT_DEFAULTS)
         arguments.setdefault("pool_pre_ping", True)
         arguments.setdefault("pool_recycle", 3600)

@@ -28,9 +28,9 @@ from ..schema import UTCTimestamp, keyed_table
 from .base import (
     CONNECT_TIMEOUT_S,
     QUERY_TIMEOUT_S,
+    EngineHooks,
     Failure,
     OnConflictDialect,
-    PoolHook,
     with_connect_defaults,
 )
 
@@ -70,8 +70,8 @@ class PostgreSQLDialect(OnConflictDialect):
         return sa.func.now()
 
     def configure(
-        self, url: sa.URL, options: dict[str, Any]
-    ) -> tuple[sa.URL, dict[str, Any], dict[str, PoolHook]]:
+        self, url: sa.URL, options: dict[str, Any], *, read_only: bool = False
+    ) -> tuple[sa.URL, dict[str, Any], EngineHooks]:
         arguments = with_connect_defaults(url, options, _CONNECT_DEFAULTS)
         arguments.setdefault("pool_pre_ping", True)
         return url, arguments, {"connect": _set_up_session}

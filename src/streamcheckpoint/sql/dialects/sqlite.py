@@ -34,8 +34,10 @@ functions), in columns declared ``DATETIME``.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+import urllib.parse
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -46,7 +48,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool, StaticPool
 
 from ...errors import PersistError
 from ..schema import UTCTimestamp, as_utc, keyed_table
-from .base import Failure, OnConflictDialect, PoolHook
+from .base import EngineHooks, Failure, OnConflictDialect, PoolHook
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "SQLITE_SYNCHRONOUS", "SQLiteDialect", "SQLiteTimestamp"]
 
@@ -112,8 +114,8 @@ class SQLiteDialect(OnConflictDialect):
         return sa.literal_column(_CLOCK)
 
     def configure(
-        self, url: sa.URL, options: dict[str, Any]
-    ) -> tuple[sa.URL, dict[str, Any], dict[str, PoolHook]]:
+        self, url: sa.URL, options: dict[str, Any], *, read_only: bool = False
+    ) -> tuple[sa.URL, dict[str, Any], EngineHooks]:
         if url.host:
             raise ValueError(
                 f"the SQLite URL names a host ({url.host!r}) where a file is meant: a file "
@@ -131,6 +133,12 @@ class SQLiteDialect(OnConflictDialect):
                 "check_same_thread": False,
                 **arguments.get("connect_args", {}),
             }
+        if read_only and not memory:
+            hooks: EngineHooks = {
+                "do_connect": _open_read_only,
+                "connect": _connect_hook(url.database, [f"busy_timeout={busy_timeout}"], wal=False),
+            }
+            return url, arguments, hooks
         pragmas = [f"busy_timeout={busy_timeout}", f"synchronous={synchronous}"]
         hooks = {
             "connect": _connect_hook(url.database, pragmas, wal=not memory, wait_ms=busy_timeout),
@@ -199,7 +207,25 @@ def _settings(query: dict[str, str | tuple[str, ...]]) -> tuple[str, int]:
     return synchronous, int(busy_timeout)
 
 
-def _connect_hook(database: str | None, pragmas: list[str], *, wal: bool, wait_ms: int) -> PoolHook:
+def _open_read_only(
+    dialect: sa.Dialect, record: ConnectionPoolEntry, cargs: list[Any], cparams: dict[str, Any]
+) -> None:
+    """Open the database file read-only, creating no file, not even SQLite's ``-wal`` and
+    ``-shm`` (which, made by another user, would lock the database's owner out of writing).
+
+    While a writer has the database open (its ``-wal`` exists), SQLite reads it through the
+    writer's files; when none has, the file is read as it stands (``immutable``), no lock
+    taken: what any writer committed is in it then.
+    """
+    path = os.fspath(cargs[0])
+    mode = "mode=ro" if os.path.exists(f"{path}-wal") else "mode=ro&immutable=1"
+    cargs[0] = f"file:{urllib.parse.quote(os.path.abspath(path))}?{mode}"
+    cparams["uri"] = True
+
+
+def _connect_hook(
+    database: str | None, pragmas: list[str], *, wal: bool, wait_ms: int = 0
+) -> PoolHook:
     """Set up each new connection: ``pragmas`` in order (the busy timeout first), then WAL.
 
     Switching to WAL waits up to ``wait_ms`` for other connections' locks.
