@@ -15,7 +15,8 @@ Every function takes a URL (``str`` or :class:`sqlalchemy.URL`; an engine is cre
 :class:`~streamcheckpoint.sql.SQLPersister` creates it, so the same URLs work, and disposed of)
 or an :class:`sqlalchemy.Engine` (used as is, not disposed of). Only the databases SQLPersister
 supports are accepted. ``schema=`` puts the table *and* the version table in that schema
-(PostgreSQL; on MySQL a schema is a database; it must exist).
+(PostgreSQL; on MySQL a schema is a database); an upgrade creates a missing one when the
+database user may.
 """
 
 from __future__ import annotations

@@ -42,12 +42,12 @@ class SQLPersister(BasePersister):
     a pool with ``pool_pre_ping`` and UTC sessions; for MySQL ``pool_pre_ping``,
     ``pool_recycle=3600`` and ``utf8mb4``. The engine in use is :attr:`engine`.
 
-    ``schema`` puts the table in that PostgreSQL schema, or that MySQL database (it must exist;
-    not supported on SQLite). The schema belongs to the Alembic migrations shipped with the
-    package: with ``migrate=True`` (the default) opening upgrades the database to the current
-    revision, serialized across processes; with ``migrate=False`` opening raises
-    :class:`~streamcheckpoint.errors.SchemaError`, naming the command to run, unless the
-    database is already current.
+    ``schema`` puts the table in that PostgreSQL schema, or that MySQL database (not supported
+    on SQLite); migrating creates it if missing and the database user may. The schema belongs to
+    the Alembic migrations shipped with the package: with ``migrate=True`` (the default) opening
+    upgrades the database to the current revision, serialized across processes; with
+    ``migrate=False`` opening raises :class:`~streamcheckpoint.errors.SchemaError`, naming the
+    command to run, unless the database is already current.
 
     ``read_only=True`` only reads: the database isn't migrated (it must be current), writes and
     deletes raise :class:`~streamcheckpoint.errors.PersistError`, and a SQLite file is opened
