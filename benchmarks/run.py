@@ -11,6 +11,9 @@ Suites (all but ``profile`` run by default):
 * ``scale``: write and read latency with 1,000 vs 1,000,000 stored checkpoints, ``list``;
 * ``concurrency``: 4 writer processes on one SQLite file against one raw writer;
 * ``memory``: tracemalloc over 100,000 writes of one long-running writer;
+* ``eventhub``: the Event Hubs stores against azure-eventhub-checkpointstoreblob 1.2.0 on Azurite
+  (``update_checkpoint``, the claim cycle, ``list_checkpoints``; sync and asyncio), and the
+  asyncio store on PostgreSQL against a raw ``psycopg.AsyncConnection``;
 * ``profile``: cProfile of SQLPersister's write, write_many and read (calls and CPU per op).
 
 Servers come from ``STREAMCHECKPOINT_TEST_POSTGRES_URL`` and ``STREAMCHECKPOINT_TEST_MYSQL_URL``
@@ -46,6 +49,7 @@ def _suites() -> dict[str, Callable[[Context], None]]:
     from . import (
         suite_b6,
         suite_concurrency,
+        suite_eventhub,
         suite_files,
         suite_memory,
         suite_mysql,
@@ -64,11 +68,23 @@ def _suites() -> dict[str, Callable[[Context], None]]:
         "scale": suite_scale.run,
         "concurrency": suite_concurrency.run,
         "memory": suite_memory.run,
+        "eventhub": suite_eventhub.run,
         "profile": suite_profile.run,
     }
 
 
-SUITES = ("sqlite", "postgres", "mysql", "files", "b6", "scale", "concurrency", "memory", "profile")
+SUITES = (
+    "sqlite",
+    "postgres",
+    "mysql",
+    "files",
+    "b6",
+    "scale",
+    "concurrency",
+    "memory",
+    "eventhub",
+    "profile",
+)
 DEFAULT_SUITES = SUITES[:-1]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from streamcheckpoint import SQLPersister
+from streamcheckpoint.eventhub import SQLCheckpointStore
 
 from .cases import compare, list_case, missing
 from .harness import Target
@@ -35,6 +36,7 @@ REFERENCE = "SQLPersister, durable default (reference)"
 AT_DEFAULTS = "b6 store at its defaults (rollback journal, synchronous=FULL)"
 EQUAL = "b6 store + PRAGMA synchronous=EXTRA (equal durability)"
 WAL = "b6 store + journal_mode=WAL, synchronous=FULL (our pragmas)"
+ADAPTER = "SQLCheckpointStore.update_checkpoint (ours, durable default)"
 
 
 def load_store_class(ctx: Context) -> type[Any] | str:
@@ -87,7 +89,6 @@ def run(ctx: Context) -> None:
         "azure-eventhub 5.0.0b6 Sqlite3CheckpointStore (ratio: how many times SQLPersister's "
         "throughput)"
     )
-    missing(section, "azure-eventhub CheckpointStore adapter", "not yet implemented")
     store_class = load_store_class(ctx)
     if isinstance(store_class, str):
         missing(section, "b6 Sqlite3CheckpointStore", store_class)
@@ -98,6 +99,8 @@ def run(ctx: Context) -> None:
     directory = ctx.path("b6-stores")
     ours = SQLPersister(sqlite_url(directory / "ours.db"))
     ctx.cleanup.callback(ours.close)
+    adapter = SQLCheckpointStore(sqlite_url(directory / "adapter.db"))
+    ctx.cleanup.callback(adapter.close)
     stores = {
         AT_DEFAULTS: _open(ctx, store_class, directory / "defaults.db", []),
         EQUAL: _open(ctx, store_class, directory / "extra.db", ["synchronous=EXTRA"]),
@@ -127,9 +130,10 @@ def run(ctx: Context) -> None:
         {
             REFERENCE: lambda i: ours.write(*plan.writes[i][0], plan.writes[i][1]),
             **{name: updater(store) for name, store in stores.items()},
+            ADAPTER: updater(adapter),
         },
         calls=settings.writes,
-        targets={AT_DEFAULTS: None, EQUAL: Target(">=", 3.0), WAL: None},
+        targets={AT_DEFAULTS: None, EQUAL: Target(">=", 3.0), WAL: None, ADAPTER: None},
     )
     items = list(group_items(LIST_GROUP, settings.list_partitions))
     ours.write_many(items)

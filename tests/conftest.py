@@ -72,6 +72,35 @@ def require_server(url: str) -> str:
     return url
 
 
+def _azurite_module() -> Any:
+    """``benchmarks/azurite.py``, which starts Azurite for the tests and the benchmarks alike."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "azurite.py"
+    spec = importlib.util.spec_from_file_location("_streamcheckpoint_azurite", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def azurite() -> Iterator[str]:
+    """Azurite's Blob service on a free loopback port, in memory, for one test: yields its
+    connection string. Skipped if Azurite isn't installed (``.ci/run`` installs it), unless
+    STREAMCHECKPOINT_REQUIRE_SERVERS=1."""
+    module = _azurite_module()
+    executable = module.find_azurite()
+    if executable is None:
+        message = "Azurite is not installed (npm install --prefix .ci/node azurite@3)"
+        if REQUIRE_SERVERS:
+            pytest.fail(f"{message}; STREAMCHECKPOINT_REQUIRE_SERVERS=1 requires it")
+        pytest.skip(message)
+    with module.Azurite(executable) as running:
+        yield running.connection_string
+
+
 @pytest.fixture
 def postgres_schema() -> Iterator[tuple[str, str]]:
     """A fresh PostgreSQL schema for one test: yields (url, schema) and drops it afterwards."""

@@ -843,17 +843,17 @@ def test_db_commands_on_sqlite(tmp_path: Path) -> None:
     assert_error(invoke("--url", url, "db", "current"), 1, str(path))
     assert not path.exists()
 
-    assert "is at revision 0002" in ok("--url", url, "db", "upgrade").stdout
-    assert ok("--url", url, "db", "current").stdout.strip() == "0002 (up to date)"
+    assert "is at revision 0003" in ok("--url", url, "db", "upgrade").stdout
+    assert ok("--url", url, "db", "current").stdout.strip() == "0003 (up to date)"
     assert "checkpoints" in table_names(path)
 
     history = table_rows(ok("--url", url, "db", "history").stdout)
-    assert [row[:2] for row in history] == [["0002", "0001"], ["0001", "base"]]
-    assert "at revision 0001" in ok("--url", url, "db", "downgrade", "-1").stdout  # Alembic's idiom
+    assert [row[:2] for row in history] == [["0003", "0002"], ["0002", "0001"], ["0001", "base"]]
+    assert "at revision 0002" in ok("--url", url, "db", "downgrade", "-1").stdout  # Alembic's idiom
     ok("--url", url, "db", "upgrade")
     assert "base (empty)" in ok("--url", url, "db", "downgrade", "base").stdout
     assert "checkpoints" not in table_names(path)
-    assert ok("--url", url, "db", "current").stdout.strip() == "none (head is 0002)"
+    assert ok("--url", url, "db", "current").stdout.strip() == "none (head is 0003)"
 
 
 def test_a_downgrade_that_deletes_checkpoints_asks_first(db: Path) -> None:
@@ -861,9 +861,10 @@ def test_a_downgrade_that_deletes_checkpoints_asks_first(db: Path) -> None:
     before = positions(url)
     refused = invoke("--url", url, "db", "downgrade", "base")
     assert_error(refused, 2, "delete the 5 checkpoint(s)", "refusing without --yes")
-    assert_error(invoke("--url", url, "db", "downgrade", "-2"), 2, "delete the 5 checkpoint(s)")
+    assert_error(invoke("--url", url, "db", "downgrade", "-3"), 2, "delete the 5 checkpoint(s)")
     assert positions(url) == before
-    # A step that keeps the table asks nothing.
+    # Steps that keep the table ask nothing.
+    assert "at revision 0002" in ok("--url", url, "db", "downgrade", "-1").stdout
     assert "at revision 0001" in ok("--url", url, "db", "downgrade", "-1").stdout
     assert positions(url) == before
     ok("--url", url, "db", "upgrade")
@@ -912,16 +913,16 @@ def test_db_commands_on_postgresql_with_schema(postgres_schema: tuple[str, str])
 
     offline = ok(*where, "db", "upgrade", "--sql").stdout
     assert f"CREATE TABLE {schema}.checkpoints" in offline
-    assert ok(*where, "db", "current").stdout.strip() == "none (head is 0002)"
+    assert ok(*where, "db", "current").stdout.strip() == "none (head is 0003)"
 
     ok(*where, "db", "upgrade")
-    assert ok(*where, "db", "current").stdout.strip() == "0002 (up to date)"
+    assert ok(*where, "db", "current").stdout.strip() == "0003 (up to date)"
     assert json.loads(ok(*where, "status", "--format", "json").stdout) == []
     ok(*where, "write", *GROUP, "0", "--offset", "1", "--sequence", "1")
     assert positions(url, schema=schema) == {"0": ("1", 1)}
 
     ok(*where, "db", "downgrade", "base", "--yes")
-    assert ok(*where, "db", "current").stdout.strip() == "none (head is 0002)"
+    assert ok(*where, "db", "current").stdout.strip() == "none (head is 0003)"
     engine = sa.create_engine(url)
     try:
         assert sa.inspect(engine).get_table_names(schema=schema) == [VERSION_TABLE]
@@ -939,7 +940,7 @@ def test_db_commands_accept_the_postgres_scheme_alias_like_every_command(
 
     ok(*where, "db", "upgrade")
 
-    assert ok(*where, "db", "current").stdout.strip() == "0002 (up to date)"
+    assert ok(*where, "db", "current").stdout.strip() == "0003 (up to date)"
     assert json.loads(ok(*where, "status", "--format", "json").stdout) == []
 
 

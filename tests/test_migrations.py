@@ -25,7 +25,7 @@ from streamcheckpoint.sql import migrations as m
 from streamcheckpoint.sql.dialects import SQLiteDialect, dialect_for_engine
 from streamcheckpoint.sql.dialects.postgresql import PG_MIGRATION_LOCK_KEY
 from streamcheckpoint.sql.engine import open_engine
-from streamcheckpoint.sql.schema import TABLE_NAME
+from streamcheckpoint.sql.schema import OWNERSHIPS_TABLE_NAME, TABLE_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 ALEMBIC = Path(sys.executable).parent / "alembic"
@@ -79,13 +79,14 @@ def version_rows(engine: sa.Engine, schema: str | None) -> list[str]:
 
 
 def schema_differences(engine: sa.Engine, schema: str | None) -> list[Any]:
-    """What Alembic's autogenerate finds between the database and the code's table."""
+    """What Alembic's autogenerate finds between the database and the code's tables."""
     target = sa.MetaData()
-    table = dialect_for_engine(engine).table
-    if schema is None:
-        table.to_metadata(target)
-    else:
-        table.to_metadata(target, schema=schema)
+    dialect = dialect_for_engine(engine)
+    for table in (dialect.table, dialect.ownerships):
+        if schema is None:
+            table.to_metadata(target)
+        else:
+            table.to_metadata(target, schema=schema)
 
     def only_our_schema(name: str | None, type_: str, parent_names: object) -> bool:
         return type_ != "schema" or name == schema
@@ -107,9 +108,10 @@ def schema_differences(engine: sa.Engine, schema: str | None) -> list[Any]:
 def assert_schema_matches_code(engine: sa.Engine, schema: str | None) -> None:
     assert schema_differences(engine, schema) == []
     # compare_metadata ignores primary keys: check the composite key and its column order.
-    primary_key = sa.inspect(engine).get_pk_constraint(TABLE_NAME, schema=schema)
     hashed = engine.dialect.name in ("mysql", "mariadb")
-    assert primary_key["constrained_columns"] == (["key_hash"] if hashed else KEY_COLUMNS)
+    for table in (TABLE_NAME, OWNERSHIPS_TABLE_NAME):
+        primary_key = sa.inspect(engine).get_pk_constraint(table, schema=schema)
+        assert primary_key["constrained_columns"] == (["key_hash"] if hashed else KEY_COLUMNS)
 
 
 # --- the scripts ------------------------------------------------------------------------------
@@ -160,10 +162,49 @@ def test_upgrade_downgrade_upgrade_matches_the_code(database: Database) -> None:
     m.downgrade(engine, "base", schema=schema)
     assert m.current(engine, schema=schema) is None
     assert TABLE_NAME not in table_names(engine, schema)
+    assert OWNERSHIPS_TABLE_NAME not in table_names(engine, schema)
 
     m.upgrade(engine, "head", schema=schema)
     assert m.current(engine, schema=schema) == m.head()
     assert_schema_matches_code(engine, schema)
+
+
+LAG_COLUMNS = {"last_enqueued_sequence_number", "last_enqueued_offset", "last_enqueued_time"}
+
+
+def test_revision_0003_adds_ownerships_and_lag_and_downgrades_keeping_checkpoints(
+    database: Database,
+) -> None:
+    engine, schema = database.engine, database.schema
+    m.upgrade(engine, "0002", schema=schema)
+    table = sa.table(
+        TABLE_NAME,
+        *(sa.column(c) for c in [*KEY_COLUMNS, "stream_offset", "sequence_number"]),
+        schema=schema,
+    )
+    row: dict[str, object] = {"stream_offset": "120", "sequence_number": 22}
+    key = dict(zip(KEY_COLUMNS, ["ns", "hub", "$Default", "0"], strict=True))
+    if database.dialect in ("mysql", "mariadb"):
+        from streamcheckpoint.sql.dialects.mysql import key_hash
+
+        table.append_column(sa.column("key_hash"))
+        row["key_hash"] = key_hash(list(key.values()))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(table).values(**key, **row))
+
+    m.upgrade(engine, "0003", schema=schema)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns(TABLE_NAME, schema=schema)}
+    assert columns >= LAG_COLUMNS
+    assert OWNERSHIPS_TABLE_NAME in table_names(engine, schema)
+    assert_schema_matches_code(engine, schema)
+
+    m.downgrade(engine, "0002", schema=schema)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns(TABLE_NAME, schema=schema)}
+    assert not LAG_COLUMNS & columns
+    assert OWNERSHIPS_TABLE_NAME not in table_names(engine, schema)
+    with engine.connect() as conn:  # the checkpoint survived both ways
+        stored = conn.execute(sa.select(table.c.stream_offset, table.c.sequence_number)).all()
+    assert [tuple(r) for r in stored] == [("120", 22)]
 
 
 @pytest.mark.postgres
@@ -175,7 +216,7 @@ def test_schema_option_keeps_everything_in_that_schema(
     try:
         public_before = table_names(engine, None)
         m.upgrade(engine, schema=schema)
-        assert table_names(engine, schema) == {TABLE_NAME, m.VERSION_TABLE}
+        assert table_names(engine, schema) == {TABLE_NAME, OWNERSHIPS_TABLE_NAME, m.VERSION_TABLE}
         assert table_names(engine, None) == public_before
         columns = sa.inspect(engine).get_columns(TABLE_NAME, schema=schema)
         types = {c["name"]: c["type"] for c in columns}
@@ -519,6 +560,38 @@ def test_offline_sql_for_mysql_and_mariadb(scheme: str, collation: str) -> None:
     down = m.downgrade(f"{scheme}://nobody@db.invalid/never", "base", sql=True)
     assert down is not None
     assert "DROP TABLE checkpoints" in down
+
+
+@pytest.mark.parametrize(
+    ("url", "table"),
+    [
+        ("sqlite:///never-0003.db", "ownerships"),
+        ("postgresql+psycopg://nobody@db.invalid/never", "tenant.ownerships"),
+        ("mariadb://nobody@db.invalid/never", "ownerships"),
+    ],
+)
+def test_offline_sql_of_revision_0003_both_ways(url: str, table: str) -> None:
+    schema = "tenant" if "postgresql" in url else None
+    up = m.upgrade(url, "0002:0003", schema=schema, sql=True)
+    assert up is not None
+    assert f"CREATE TABLE {table}" in up
+    assert "ADD COLUMN last_enqueued_sequence_number BIGINT" in up
+    assert "last_enqueued_time" in up
+    assert "UPDATE streamcheckpoint_alembic_version SET version_num='0003'" in up.replace(
+        "tenant.", ""
+    )
+    if url.startswith("mariadb"):
+        assert "CONSTRAINT ck_ownerships_key_hash CHECK" in up
+        assert "PRIMARY KEY (key_hash)" in up
+    down = m.downgrade(url, "0003:0002", schema=schema, sql=True)
+    assert down is not None
+    assert f"DROP TABLE {table}" in down
+    if url.startswith("sqlite"):  # SQLite drops columns by copying the table without them
+        assert "CREATE TABLE _alembic_tmp_checkpoints" in down
+        assert "last_enqueued" not in down
+    else:
+        assert "DROP COLUMN last_enqueued_time" in down
+    assert not Path("never-0003.db").exists()
 
 
 def test_offline_sql_range(tmp_path: Path) -> None:

@@ -145,7 +145,12 @@ def test_table_has_the_columns_types_and_primary_key_of_the_spec(store: Store) -
         "sequence_number",
         "enqueue_time",
         "updated_at",
+        # Revision 0003: the Event Hubs stores' lag columns, never written by SQLPersister.
+        "last_enqueued_sequence_number",
+        "last_enqueued_offset",
+        "last_enqueued_time",
     ]
+    assert all(columns[name]["nullable"] for name in list(columns)[-3:])
     for name in KEY_COLUMNS:
         key_type = columns[name]["type"]
         assert isinstance(key_type, sa.String)
@@ -413,8 +418,9 @@ def test_postgresql_options_in_the_url_are_kept(postgres_store: Store) -> None:
 def test_sqlite_text_written_by_hand_reads_back_as_aware_utc(sqlite_store: Store) -> None:
     sqlite_store.open().close()
     sqlite_store.sql(
-        "INSERT INTO {table} VALUES ('ns.example', 'hub', 'cg', '0', '5', 5, "
-        "'2024-01-01 10:00:00.123456', '2024-01-01 10:00:01.000000')"
+        "INSERT INTO {table} (namespace, name, consumer_group, partition_id, stream_offset, "
+        "sequence_number, enqueue_time, updated_at) VALUES ('ns.example', 'hub', 'cg', '0', "
+        "'5', 5, '2024-01-01 10:00:00.123456', '2024-01-01 10:00:01.000000')"
     )
     persister = sqlite_store.open()
     assert persister.read(*KEY) == Checkpoint(
@@ -903,7 +909,7 @@ def test_terminated_backends_between_calls_cost_nothing(
     persister = SQLPersister(url)
     persister.write(*KEY, Checkpoint("0", 0))
     migrated = [r.getMessage() for r in caplog.records]
-    assert any("upgrade from revision none to 0002" in m for m in migrated), migrated
+    assert any("upgrade from revision none to 0003" in m for m in migrated), migrated
     for i in range(1, 4):
         assert _terminate(admin, name) >= 1
         persister.write(*KEY, Checkpoint(str(i), i))
@@ -1062,7 +1068,9 @@ def test_a_busy_database_waits_instead_of_failing(sqlite_store: Store) -> None:
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     holder.execute(
-        "INSERT INTO checkpoints VALUES ('ns.example', 'hub', 'cg', '0', 'held', 1, NULL, "
+        "INSERT INTO checkpoints (namespace, name, consumer_group, partition_id, stream_offset, "
+        "sequence_number, enqueue_time, updated_at) VALUES ('ns.example', 'hub', 'cg', '0', "
+        "'held', 1, NULL, "
         "'2024-01-01 00:00:00.000000')"
     )
     release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))

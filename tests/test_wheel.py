@@ -160,6 +160,6 @@ def test_installed_wheel_migrates_a_new_database(dist: Path, tmp_path: Path) -> 
     assert Path(report["package"]).is_relative_to(venv_site)
     assert Path(report["scripts"]) == venv_site / "streamcheckpoint" / "_migrations"
     assert (Path(report["scripts"]) / "versions" / "0001_create_checkpoints.py").is_file()
-    assert report["current"] == report["head"] == "0002"
+    assert report["current"] == report["head"] == "0003"
     assert str(REPO / "src") not in report["sys_path"]
     assert database.is_file()

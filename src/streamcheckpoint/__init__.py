@@ -20,6 +20,7 @@ from .checkpoint import (
 from .errors import (
     CheckpointRegressionError,
     CorruptCheckpointError,
+    OwnershipLostError,
     PersistConnectionError,
     PersistError,
     SchemaError,
@@ -43,6 +44,7 @@ __all__ = [
     "CorruptCheckpointError",
     "FilePersister",
     "MemoryPersister",
+    "OwnershipLostError",
     "PartitionKey",
     "PersistConnectionError",
     "PersistError",

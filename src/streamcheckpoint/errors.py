@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CheckpointRegressionError",
     "CorruptCheckpointError",
+    "OwnershipLostError",
     "PersistConnectionError",
     "PersistError",
     "SchemaError",
@@ -97,3 +98,36 @@ def _rebuild_corrupt(
     cls: type[CorruptCheckpointError], message: str, keywords: dict[str, object]
 ) -> CorruptCheckpointError:
     return cls(message, **keywords)  # type: ignore[arg-type]
+
+
+class OwnershipLostError(PersistError):
+    """A fenced checkpoint was refused: the partition's ownership no longer names its writer.
+
+    Raised by :mod:`streamcheckpoint.eventhub`'s stores with ``fence_checkpoints=True`` when the
+    processor writing the checkpoint is not (or no longer) the partition's owner: another
+    processor claimed it during a rebalance, an operator released it, or this store never
+    claimed it. Nothing was written. ``key`` is the partition, ``owner_id`` the owner this
+    store claimed it with (``None`` if it never did), ``current_owner`` the owner stored now
+    (``None`` if there is no ownership row, ``""`` if it was released).
+    """
+
+    def __init__(self, key: PartitionKey, owner_id: str | None, current_owner: str | None) -> None:
+        self.key = key
+        self.owner_id = owner_id
+        self.current_owner = current_owner
+        if owner_id is None:
+            reason = "this store has not claimed it (fence_checkpoints needs the load balancing "
+            reason += "of an EventHubConsumerClient with this store as its checkpoint_store)"
+        elif current_owner is None:
+            reason = f"it has no ownership row any more (this store claimed it as {owner_id!r})"
+        elif current_owner == "":
+            reason = f"it was released (this store claimed it as {owner_id!r})"
+        else:
+            reason = f"it is owned by {current_owner!r} now, not by {owner_id!r}"
+        super().__init__(
+            f"refused the checkpoint for {key.describe()}: {reason}; nothing was written. "
+            "Stop processing this partition: its new owner carries on from its own checkpoint."
+        )
+
+    def __reduce__(self) -> tuple[type[OwnershipLostError], tuple[object, ...]]:
+        return (type(self), (self.key, self.owner_id, self.current_owner))

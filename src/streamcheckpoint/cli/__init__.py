@@ -1,6 +1,6 @@
 """The ``streamcheckpoint`` command line interface."""
 
-from . import commands, db  # noqa: F401 - importing them adds their commands to the group
+from . import commands, db, eventhub  # noqa: F401 - importing them adds their commands to the group
 from .app import cli
 
 __all__ = ["cli", "main"]

@@ -38,6 +38,7 @@ from .app import (
     schema_of,
     url_of,
 )
+from .eventhub import eventhub_fields
 from .render import is_stale, iso_utc, parse_duration, status_csv, status_json, status_table
 
 # -- status -----------------------------------------------------------------------------------
@@ -74,14 +75,15 @@ def status(
     threshold = parse_duration(stale) if stale is not None else None
     with open_store(url_of(ctx), writing=False, schema=schema_of(ctx)) as persister:
         records, unreadable = _readable_records(persister, namespace, name, consumer_group)
+        extra = eventhub_fields(persister, records)  # owner, renewal, lag: Event Hubs stores
     now = datetime.now(timezone.utc)
     flags = [is_stale(r, now, threshold) for r in records] if threshold is not None else None
     if fmt == "json":
-        click.echo(status_json(records, flags, unreadable))
+        click.echo(status_json(records, flags, unreadable, extra))
     elif fmt == "csv":
-        click.echo(status_csv(records, flags, unreadable), nl=False)
+        click.echo(status_csv(records, flags, unreadable, extra), nl=False)
     else:
-        console().print(status_table(records, now, flags, unreadable))
+        console().print(status_table(records, now, flags, unreadable, extra))
     if unreadable:
         first = unreadable[0].key
         hint = (

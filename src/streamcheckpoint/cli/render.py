@@ -16,6 +16,7 @@ from ..checkpoint import CheckpointRecord
 from ..errors import CorruptCheckpointError
 
 __all__ = [
+    "EVENTHUB_FIELDS",
     "STATUS_FIELDS",
     "format_age",
     "iso_utc",
@@ -36,6 +37,15 @@ STATUS_FIELDS = (
     "enqueue_time",
     "updated_at",
 )
+
+EVENTHUB_FIELDS = ("owner_id", "ownership_renewed_at", "last_enqueued_sequence_number", "lag")
+"""Fields ``status`` adds when the database holds Event Hubs ownerships or last enqueued events
+(``None`` where a partition has none): who owns the partition (``""`` released), when that was
+last renewed, the partition's newest event when it was checkpointed, and lag (newest minus
+checkpoint)."""
+
+Extra = Sequence[dict[str, object]]
+"""One dict of :data:`EVENTHUB_FIELDS` per record, or nothing."""
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])", re.ASCII)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -121,6 +131,12 @@ def _with_marks(
     return [*({**row, "error": None} for row in rows), *bad]
 
 
+def _with_extra(rows: list[dict[str, object]], extra: Extra | None) -> list[dict[str, object]]:
+    if extra is None:
+        return rows
+    return [{**row, **fields} for row, fields in zip(rows, extra, strict=True)]
+
+
 def _key_fields(error: CorruptCheckpointError) -> dict[str, object]:
     return dict(zip(STATUS_FIELDS[:4], error.key or ("?", "?", "?", "?"), strict=True))
 
@@ -129,10 +145,12 @@ def status_json(
     records: Sequence[CheckpointRecord],
     stale: Sequence[bool] | None = None,
     unreadable: Sequence[CorruptCheckpointError] = (),
+    extra: Extra | None = None,
 ) -> str:
     """The status as a JSON list of objects (``stale`` added when a threshold was given;
-    ``error`` when some stored checkpoints can't be read, each then a row of its own)."""
-    rows = _with_marks(status_rows(records), stale, unreadable)
+    ``error`` when some stored checkpoints can't be read, each then a row of its own; the
+    :data:`EVENTHUB_FIELDS` when ``extra`` is)."""
+    rows = _with_marks(_with_extra(status_rows(records), extra), stale, unreadable)
     return json.dumps(rows, indent=2, ensure_ascii=False)
 
 
@@ -140,15 +158,18 @@ def status_csv(
     records: Sequence[CheckpointRecord],
     stale: Sequence[bool] | None = None,
     unreadable: Sequence[CorruptCheckpointError] = (),
+    extra: Extra | None = None,
 ) -> str:
-    """The status as CSV with a header row (columns ``stale`` and ``error`` as for JSON)."""
-    fields = [*STATUS_FIELDS, "stale"] if stale is not None else list(STATUS_FIELDS)
+    """The status as CSV with a header row (columns ``stale`` and ``error`` as for JSON, the
+    :data:`EVENTHUB_FIELDS` when ``extra`` is)."""
+    fields = [*STATUS_FIELDS, *(EVENTHUB_FIELDS if extra is not None else ())]
+    fields += ["stale"] if stale is not None else []
     if unreadable:
         fields.append("error")
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    for row in _with_marks(status_rows(records), stale, unreadable):
+    for row in _with_marks(_with_extra(status_rows(records), extra), stale, unreadable):
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return out.getvalue()
 
@@ -158,14 +179,20 @@ def status_table(
     now: datetime,
     stale: Sequence[bool] | None = None,
     unreadable: Sequence[CorruptCheckpointError] = (),
+    extra: Extra | None = None,
 ) -> Table:
     """A rich table, one row per partition, last update shown as an age; a stored checkpoint
-    that can't be read is a row marked UNREADABLE."""
+    that can't be read is a row marked UNREADABLE (with ``extra``: the owner, how long ago its
+    ownership was renewed, and the lag)."""
     table = Table(title="Checkpoints", title_justify="left")
     for header in ("Namespace", "Hub", "Consumer group", "Partition", "Offset", "Sequence"):
         table.add_column(header, justify="right" if header in ("Partition", "Sequence") else "left")
     table.add_column("Enqueued (UTC)")
     table.add_column("Updated")
+    if extra is not None:
+        table.add_column("Owner")
+        table.add_column("Renewed")
+        table.add_column("Lag", justify="right")
     if stale is not None:
         table.add_column("Stale")
     for index, r in enumerate(records):
@@ -180,6 +207,8 @@ def status_table(
             enqueued,
             format_age(r.updated_at, now),
         ]
+        if extra is not None:
+            cells += _eventhub_cells(extra[index], now)
         cells = [Text(c) if isinstance(c, str) else c for c in cells]
         if stale is not None:
             cells.append(Text("STALE", style="bold red") if stale[index] else Text("ok"))
@@ -189,3 +218,13 @@ def status_table(
         mark = Text("UNREADABLE", style="bold red")
         table.add_row(*key, mark, *([Text("-")] * (len(table.columns) - len(key) - 1)))
     return table
+
+
+def _eventhub_cells(fields: dict[str, object], now: datetime) -> list[Text | str]:
+    owner, renewed, lag = fields["owner_id"], fields["ownership_renewed_at"], fields["lag"]
+    if renewed is None:
+        age = "-"
+    else:
+        age = format_age(datetime.fromisoformat(str(renewed).replace("Z", "+00:00")), now)
+    shown = "-" if owner is None else str(owner) or Text("(released)", style="dim")
+    return [shown, age, "-" if lag is None else str(lag)]

@@ -60,7 +60,7 @@ __all__ = [
 VERSION_TABLE: Final = "streamcheckpoint_alembic_version"
 """Alembic's version table for our scripts; never the application's ``alembic_version``."""
 
-HEAD_REVISION: Final = "0002"
+HEAD_REVISION: Final = "0003"
 """The revision this version of the code reads and writes: the newest script in ``versions/``.
 
 Kept as a constant so that :func:`ensure_schema` need not load Alembic on every open; a test

@@ -105,6 +105,9 @@ class Dialect(abc.ABC):
     table: ClassVar[sa.Table]
     """The ``checkpoints`` table as this database keys and types it."""
 
+    ownerships: ClassVar[sa.Table]
+    """The ``ownerships`` table (Event Hubs partition ownership), in :attr:`table`'s metadata."""
+
     timestamp: ClassVar[type[UTCTimestamp]]
     """The table's timestamp type: its ``to_db``/``from_db`` convert bound and fetched values."""
 
@@ -140,10 +143,24 @@ class Dialect(abc.ABC):
         whose sequence number is higher unchanged.
         """
 
-    def key_filter(self, length: int) -> list[sa.ColumnElement[bool]]:
-        """``WHERE`` conditions for the first ``length`` key components: bound as
-        :data:`KEY_PARAMS`, or a whole key (``length`` 4) as :attr:`key_params`."""
-        columns = [self.table.c[name] for name in KEY_COLUMN_NAMES[:length]]
+    @abc.abstractmethod
+    def clock(self) -> sa.ColumnElement[Any]:
+        """The database's current time, in the format its timestamp columns store."""
+
+    @abc.abstractmethod
+    def insert_if_absent(self, table: sa.Table, values: Mapping[str, Any]) -> sa.Insert:
+        """Insert one row of ``table`` (keyed like :attr:`table`) with ``values`` unless its key
+        is taken: row count 1 if it was inserted, 0 if not, never a key error. The key values
+        come first, as :meth:`row_key` gives them."""
+
+    def key_filter(
+        self, length: int, table: sa.Table | None = None
+    ) -> list[sa.ColumnElement[bool]]:
+        """``WHERE`` conditions for the first ``length`` key components of ``table`` (default
+        :attr:`table`): bound as :data:`KEY_PARAMS`, or a whole key (``length`` 4) as
+        :attr:`key_params`."""
+        source = self.table if table is None else table
+        columns = [source.c[name] for name in KEY_COLUMN_NAMES[:length]]
         return [column == sa.bindparam(p) for column, p in zip(columns, KEY_PARAMS, strict=False)]
 
     def compile_dialect(self, dialect: sa.Dialect) -> sa.Dialect:
@@ -185,6 +202,10 @@ class Dialect(abc.ABC):
         """An aware UTC datetime from what :meth:`readable_timestamp` fetched."""
         return self.timestamp.from_db(value)
 
+    def row_key(self, key: PartitionKey) -> tuple[Any, ...]:
+        """The values of a row's key columns, in table order (MySQL: the hash first)."""
+        return tuple(key)
+
     def none_refused(self, connection: sa.Connection, pairs: Pairs, rowcount: int) -> bool:
         """Whether a monotonic upsert of ``pairs`` (``rowcount`` rows) left every row written.
 
@@ -192,6 +213,17 @@ class Dialect(abc.ABC):
         a refused row counts 0.
         """
         return rowcount == len(pairs)
+
+    returns_changed_rows: ClassVar[bool] = False
+    """Whether :meth:`changed_per_row` needs each statement to return the rows it changed
+    (``RETURNING``)."""
+
+    def changed_per_row(
+        self, connection: sa.Connection, sql: str, rows: Sequence[Sequence[Any]]
+    ) -> list[int]:
+        """Run ``sql`` once per row of values in ``connection``'s transaction; how many rows
+        each run changed. Here: one statement after another, by their row counts."""
+        return [int(connection.exec_driver_sql(sql, tuple(row)).rowcount) for row in rows]
 
     confirms_in_transaction: ClassVar[bool] = False
     """Whether :meth:`none_refused` must query inside the transaction (the row count can't
@@ -256,9 +288,12 @@ class OnConflictDialect(Dialect):
     def insert(self, table: sa.Table) -> Any:
         """This database's ``INSERT`` construct, which has ``on_conflict_do_update``."""
 
-    @abc.abstractmethod
-    def clock(self) -> sa.ColumnElement[Any]:
-        """The database's current time, in the format the ``updated_at`` column stores."""
+    def insert_if_absent(self, table: sa.Table, values: Mapping[str, Any]) -> sa.Insert:
+        key = list(table.primary_key.columns)
+        insert: sa.Insert = (
+            self.insert(table).values(**values).on_conflict_do_nothing(index_elements=key)
+        )
+        return insert
 
     def upserts(self, values: Mapping[str, Any]) -> tuple[sa.Insert, sa.Insert]:
         table = self.table

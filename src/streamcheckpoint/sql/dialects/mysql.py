@@ -36,7 +36,15 @@ from sqlalchemy.dialects import mysql
 
 from ...checkpoint import PartitionKey
 from ...errors import PersistError
-from ..schema import KEY_COLUMN_NAMES, TABLE_NAME, UTCTimestamp, as_utc, checkpoint_columns
+from ..schema import (
+    KEY_COLUMN_NAMES,
+    OWNERSHIPS_TABLE_NAME,
+    TABLE_NAME,
+    UTCTimestamp,
+    as_utc,
+    checkpoint_columns,
+    ownership_columns,
+)
 from .base import (
     CONNECT_TIMEOUT_S,
     QUERY_TIMEOUT_S,
@@ -55,6 +63,8 @@ MYSQL_MIGRATION_LOCK = "streamcheckpoint_migration"
 """``GET_LOCK`` name every streamcheckpoint process migrates under on MySQL/MariaDB."""
 
 _MIGRATION_WAIT_S = 600
+
+_CLOCK = "UTC_TIMESTAMP(6)"
 
 KEY_HASH_SQL = (
     "key_hash = UNHEX(SHA2(CONCAT_WS(X'00', namespace, name, consumer_group, partition_id), 256))"
@@ -126,6 +136,21 @@ def _hashed_table() -> sa.Table:
     )
 
 
+def _hashed_ownerships(checkpoints: sa.Table) -> sa.Table:
+    """``ownerships``, keyed like ``checkpoints`` (on the hash), in its metadata."""
+    return sa.Table(
+        OWNERSHIPS_TABLE_NAME,
+        checkpoints.metadata,
+        sa.Column("key_hash", mysql.BINARY(32), nullable=False),
+        *ownership_columns(MySQLTimestamp(), modified_default=sa.text(f"({_CLOCK})")),
+        sa.PrimaryKeyConstraint("key_hash"),
+        sa.Index("ix_ownerships_group", "namespace", "name", "consumer_group"),
+        sa.CheckConstraint(sa.text(KEY_HASH_SQL), name="ck_ownerships_key_hash"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+
+
 class MySQLDialect(Dialect):
     """MySQL and MariaDB through PyMySQL (see the module documentation)."""
 
@@ -138,6 +163,7 @@ class MySQLDialect(Dialect):
     bare_names = ("mysql", "mariadb")
     default_port = 3306
     table: ClassVar[sa.Table] = _hashed_table()
+    ownerships: ClassVar[sa.Table] = _hashed_ownerships(table)
     timestamp = MySQLTimestamp
     key_params = ("p_key_hash",)
     upsert_params = ("p_key_hash", *WRITE_PARAMS)
@@ -152,9 +178,7 @@ class MySQLDialect(Dialect):
         hashed.update(values)
         insert = mysql.insert(table).values(**hashed)
         new = insert.inserted
-        clock: sa.ColumnElement[Any] = (
-            new.updated_at if "updated_at" in values else sa.literal_column("UTC_TIMESTAMP(6)")
-        )
+        clock: sa.ColumnElement[Any] = new.updated_at if "updated_at" in values else self.clock()
         changes = [(name, new[name]) for name in UPDATED_COLUMNS if name != "updated_at"]
         upsert = insert.on_duplicate_key_update([*changes, ("updated_at", clock)])
         # Assignments run left to right and see the ones before them: the sequence number,
@@ -166,11 +190,23 @@ class MySQLDialect(Dialect):
         ]
         return upsert, insert.on_duplicate_key_update(guarded)
 
-    def key_filter(self, length: int) -> list[sa.ColumnElement[bool]]:
+    def clock(self) -> sa.ColumnElement[Any]:
+        return sa.literal_column(_CLOCK)
+
+    def insert_if_absent(self, table: sa.Table, values: Mapping[str, Any]) -> sa.Insert:
+        # IGNORE turns only a taken key into "0 rows" here: every other value is checked in
+        # Python first (lengths, the hash), so nothing else can be ignored.
+        hashed = {"key_hash": sa.bindparam(self.key_params[0], type_=table.c.key_hash.type)}
+        hashed.update(values)
+        return mysql.insert(table).values(**hashed).prefix_with("IGNORE")
+
+    def key_filter(
+        self, length: int, table: sa.Table | None = None
+    ) -> list[sa.ColumnElement[bool]]:
         if length == len(KEY_COLUMN_NAMES):
-            column = self.table.c.key_hash
+            column = (self.table if table is None else table).c.key_hash
             return [column == sa.bindparam(self.key_params[0], type_=column.type)]
-        return super().key_filter(length)
+        return super().key_filter(length, table)
 
     def write_rows(self, pairs: Pairs) -> list[tuple[Any, ...]]:
         rows = super().write_rows(pairs)
@@ -178,6 +214,9 @@ class MySQLDialect(Dialect):
 
     def key_values(self, key: PartitionKey) -> Sequence[Any]:
         return (key_hash(key),)
+
+    def row_key(self, key: PartitionKey) -> tuple[Any, ...]:
+        return (key_hash(key), *key)
 
     def none_refused(self, connection: sa.Connection, pairs: Pairs, rowcount: int) -> bool:
         """Read back, in the write's transaction, whether a stored row is ahead of ours."""

@@ -47,7 +47,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool, StaticPool
 
 from ...errors import PersistError
-from ..schema import UTCTimestamp, as_utc, keyed_table
+from ..schema import UTCTimestamp, as_utc, keyed_ownerships, keyed_table
 from .base import EngineHooks, Failure, OnConflictDialect, PoolHook
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "SQLITE_SYNCHRONOUS", "SQLiteDialect", "SQLiteTimestamp"]
@@ -103,6 +103,7 @@ class SQLiteDialect(OnConflictDialect):
     driver = "pysqlite"
     url_example = "sqlite:///path/to/checkpoints.db"
     table: ClassVar[sa.Table] = keyed_table(SQLiteTimestamp(), f"({_CLOCK})")
+    ownerships: ClassVar[sa.Table] = keyed_ownerships(table, SQLiteTimestamp(), f"({_CLOCK})")
     timestamp = SQLiteTimestamp
     locks_rows = False
     begin_sql = "BEGIN IMMEDIATE"
