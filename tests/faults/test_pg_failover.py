@@ -1,0 +1,144 @@
+"""PostgreSQL failover to a streaming standby, with a persister on a multi-host URL.
+
+The tests build a primary and a standby of it on this machine (:mod:`faults._pgcluster`) and
+open the persister on both hosts at once, ``target_session_attrs=read-write`` making it use
+whichever is the primary (the README's "Running on more than one database machine"):
+
+- **Synchronous standby**: while writers write, the primary's machine dies (SIGKILL of the
+  postmaster and all its processes) and the standby is promoted. The calls in flight at the
+  kill, and those made before the promotion ends, fail with ``PersistConnectionError``; every
+  call started after it succeeds, on the same persister, now on the new primary; and every
+  acknowledged write is on the new primary.
+- **Asynchronous standby**: what it does not promise, shown deterministically: writes
+  acknowledged while the standby is behind (here: stopped) are not on it when it is promoted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from conftest import REQUIRE_SERVERS
+from faults._pgcluster import Node, missing_prerequisite, primary_and_standby
+from faults._writers import Api, Writers
+from streamcheckpoint import Checkpoint, PartitionKey, PersistConnectionError, SQLPersister
+
+CALLS_BEFORE = 50
+"""Successful calls before the primary dies."""
+
+CALLS_AFTER = 30
+"""Successful calls after the promotion the test waits for."""
+
+CONNECT_TIMEOUT_S = 3
+"""``connect_timeout`` of the multi-host URL (per host), as the README recommends."""
+
+
+def multi_host_url(*nodes: Node) -> str:
+    """The README's URL: every host in the ``host`` parameter, the primary picked by libpq."""
+    hosts = "&".join(f"host=127.0.0.1:{node.port}" for node in nodes)
+    return (
+        f"postgresql+psycopg://postgres@/postgres?{hosts}"
+        f"&target_session_attrs=read-write&connect_timeout={CONNECT_TIMEOUT_S}"
+    )
+
+
+def _stored(node: Node) -> dict[PartitionKey, Checkpoint]:
+    reader = SQLPersister(node.url, migrate=False)
+    try:
+        return {record.key: record.checkpoint for record in reader.list()}
+    finally:
+        reader.close()
+
+
+def _require_clusters() -> None:
+    problem = missing_prerequisite()
+    if problem is not None:
+        if REQUIRE_SERVERS:
+            pytest.fail(f"{problem}; STREAMCHECKPOINT_REQUIRE_SERVERS=1 requires it")
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def synchronous_pair() -> Iterator[tuple[Node, Node]]:
+    """A primary and its synchronous standby."""
+    _require_clusters()
+    with primary_and_standby(synchronous=True) as pair:
+        yield pair
+
+
+@pytest.fixture
+def asynchronous_pair() -> Iterator[tuple[Node, Node]]:
+    """A primary and its asynchronous standby."""
+    _require_clusters()
+    with primary_and_standby(synchronous=False) as pair:
+        yield pair
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_failover_to_a_synchronous_standby_loses_no_acknowledged_write(
+    api: Api, synchronous_pair: tuple[Node, Node]
+) -> None:
+    primary, standby = synchronous_pair
+    writers = Writers(api, multi_host_url(primary, standby), tasks=1 if api == "sync" else 4)
+    writers.start()
+    try:
+        writers.wait_for_successes(CALLS_BEFORE, after=0)
+        died = time.monotonic()
+        primary.kill()
+        standby.promote()
+        promoted = time.monotonic()
+        resumed = writers.wait_for_successes(CALLS_AFTER, after=promoted)
+    finally:
+        writers.stop()
+
+    assert standby.scalar("SELECT pg_is_in_recovery()") is False
+    failures = writers.failures()
+    for call in failures:
+        assert isinstance(call.error, PersistConnectionError), repr(call.error)
+        assert call.overlaps(died, promoted), f"a call failed outside the failover: {call}"
+    late = [call for call in writers.calls if call.started > promoted and call.error is not None]
+    assert not late, f"calls started after the promotion failed: {late}"
+    # Writes went on, on the new primary, and nothing acknowledged before the kill is missing.
+    stored = _stored(standby)
+    keys = writers.check_store(stored)
+    after = [c for c in writers.calls if c.error is None and c.started > promoted]
+    assert all(stored[k].sequence_number >= s for c in after for k, s in c.writes)
+    in_flight = sum(call.started < died for call in failures)
+    print(
+        f"\nfailover {api}: {len(writers.calls)} calls, {len(failures)} failed "
+        f"({in_flight} in flight at the kill), kill to promoted {promoted - died:.2f} s, "
+        f"kill to first write on the new primary {resumed - died:.2f} s, {keys} partitions "
+        "checked on the new primary"
+    )
+
+
+def test_failover_to_an_asynchronous_standby_can_lose_acknowledged_writes(
+    asynchronous_pair: tuple[Node, Node],
+) -> None:
+    primary, standby = asynchronous_pair
+    key = PartitionKey("ns", "hub", "$Default", "0")
+    persister = SQLPersister(multi_host_url(primary, standby))
+    try:
+        persister.write(*key, Checkpoint("1", 1))
+        # Wait until the standby has replayed it: it was streaming, and has the first write.
+        lsn = primary.scalar("SELECT pg_current_wal_lsn()")
+        deadline = time.monotonic() + 30
+        query = f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"
+        while standby.scalar(query) is not True:
+            assert time.monotonic() < deadline, "the standby did not catch up within 30 s"
+            time.sleep(0.02)
+        # The standby falls behind (stopped here; a slow network or disk does the same): the
+        # primary doesn't wait for it, and acknowledges.
+        standby.stop()
+        for sequence in range(2, 12):
+            persister.write(*key, Checkpoint(str(sequence), sequence))
+        assert persister.read(*key).sequence_number == 11
+    finally:
+        persister.close()
+    primary.kill()
+    standby.start()
+    standby.promote()
+    # Ten acknowledged writes are gone: the new primary has the first checkpoint only.
+    assert _stored(standby)[key].sequence_number == 1
