@@ -37,8 +37,11 @@ def _autocommit(url: str) -> sa.Connection:
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
-def _postgresql_killer(admin: sa.Connection, application_name: str) -> Callable[[], int]:
-    """Terminate every session named ``application_name``; how many there were."""
+def _postgresql_killer(
+    admin: sa.Connection, application_name: str
+) -> Callable[[], tuple[int, bool]]:
+    """Terminate every session named ``application_name``: how many there were, and whether
+    one was running a statement."""
     active = sa.text(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name AND state = 'active'"
     )
@@ -50,28 +53,31 @@ def _postgresql_killer(admin: sa.Connection, application_name: str) -> Callable[
     )
     terminate = sa.text("SELECT pg_terminate_backend(:pid, 5000)")
 
-    def kill() -> int:
+    def kill() -> tuple[int, bool]:
         deadline = time.monotonic() + ACTIVE_WAIT_S
-        while time.monotonic() < deadline and not admin.scalar(active, {"name": application_name}):
-            pass
+        busy = False
+        while not busy and time.monotonic() < deadline:
+            busy = bool(admin.scalar(active, {"name": application_name}))
         pids = admin.scalars(sessions, {"name": application_name}).all()
-        return sum(bool(admin.scalar(terminate, {"pid": pid})) for pid in pids)
+        return sum(bool(admin.scalar(terminate, {"pid": pid})) for pid in pids), busy
 
     return kill
 
 
-def _mysql_killer(admin: sa.Connection, database: str) -> Callable[[], int]:
-    """``KILL`` every session using ``database``; how many there were."""
+def _mysql_killer(admin: sa.Connection, database: str) -> Callable[[], tuple[int, bool]]:
+    """``KILL`` every session using ``database``: how many there were, and whether one was
+    running a statement."""
     sessions = sa.text(
         "SELECT ID, COMMAND FROM information_schema.PROCESSLIST "
         "WHERE DB = :db AND ID <> CONNECTION_ID()"
     )
 
-    def kill() -> int:
+    def kill() -> tuple[int, bool]:
         deadline = time.monotonic() + ACTIVE_WAIT_S
         rows = admin.execute(sessions, {"db": database}).all()
         while time.monotonic() < deadline and not any(row[1] == "Query" for row in rows):
             rows = admin.execute(sessions, {"db": database}).all()
+        busy = any(row[1] == "Query" for row in rows)
         killed = 0
         for session_id, _ in rows:
             try:
@@ -80,25 +86,28 @@ def _mysql_killer(admin: sa.Connection, database: str) -> Callable[[], int]:
             except sa.exc.OperationalError as exc:  # 1094: it ended meanwhile
                 if "1094" not in str(exc):
                     raise
-        return killed
+        return killed, busy
 
     return kill
 
 
 def _run(
-    writers: Writers, kill: Callable[[], int], caplog: pytest.LogCaptureFixture
+    writers: Writers, kill: Callable[[], tuple[int, bool]], caplog: pytest.LogCaptureFixture
 ) -> dict[str, object]:
     """Kill the writers' sessions :data:`KILLS` times while they write; check the outcome."""
     caplog.set_level(logging.WARNING, logger="streamcheckpoint.sql.connection")
     windows: list[tuple[float, float]] = []
     killed: list[int] = []
+    mid_statement = 0  # kills that found a session running a statement
     writers.start()
     try:
         since = time.monotonic()
         for _ in range(KILLS):
             writers.wait_for_successes(CALLS_BETWEEN_KILLS, after=since)
             started = time.monotonic()
-            killed.append(kill())
+            count, busy = kill()
+            killed.append(count)
+            mid_statement += busy
             since = time.monotonic()
             windows.append((started, since))
         # The same persister works after the last kill too.
@@ -120,6 +129,7 @@ def _run(
     return {
         "kills": KILLS,
         "sessions killed": sum(killed),
+        "kills with a statement running": mid_statement,
         "calls": len(writers.calls),
         "failed": len(failures),
         "reconnections logged": reconnects,
