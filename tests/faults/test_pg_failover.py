@@ -15,6 +15,7 @@ whichever is the primary (the README's "Running on more than one database machin
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -142,3 +143,56 @@ def test_failover_to_an_asynchronous_standby_can_lose_acknowledged_writes(
     standby.promote()
     # Ten acknowledged writes are gone: the new primary has the first checkpoint only.
     assert _stored(standby)[key].sequence_number == 1
+
+
+def test_writes_wait_for_a_stopped_synchronous_standby_and_a_cancel_acknowledges_them(
+    synchronous_pair: tuple[Node, Node],
+) -> None:
+    """What the README says a synchronous standby costs: while it is down a write waits for it
+    (``statement_timeout`` doesn't end the wait) and completes once it is back; a wait cancelled
+    on the server (``pg_cancel_backend``) is acknowledged although the standby never got it."""
+    primary, standby = synchronous_pair
+    key = PartitionKey("ns", "hub", "$Default", "0")
+    persister = SQLPersister(f"{primary.url}?options=-c%20statement_timeout%3D500")
+    waiting = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+
+    def write_in_thread(sequence: int) -> tuple[threading.Thread, list[float]]:
+        done: list[float] = []
+        started = time.monotonic()
+
+        def write() -> None:
+            persister.write(*key, Checkpoint(str(sequence), sequence))
+            done.append(time.monotonic() - started)
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        return thread, done
+
+    try:
+        persister.write(*key, Checkpoint("1", 1))
+        standby.stop()
+        thread, done = write_in_thread(2)
+        thread.join(2)  # four times the statement timeout
+        assert not done, "a write returned while the synchronous standby was down"
+        assert primary.scalar(waiting) is not None
+        standby.start()
+        thread.join(30)
+        assert done, "the write did not end once the standby was back"
+        assert standby.scalar("SELECT count(*) FROM checkpoints WHERE sequence_number = 2") == 1
+
+        standby.stop()
+        thread, done = write_in_thread(3)
+        deadline = time.monotonic() + 10
+        while (pid := primary.scalar(waiting)) is None:
+            assert time.monotonic() < deadline, "the write never waited for the standby"
+            time.sleep(0.01)
+        assert primary.scalar(f"SELECT pg_cancel_backend({pid})") is True
+        thread.join(10)
+        assert done, "a cancelled wait for the standby did not end the write"
+    finally:
+        persister.close()
+    # The cancelled write was acknowledged; the standby never got it.
+    primary.kill()
+    standby.start()
+    standby.promote()
+    assert _stored(standby)[key].sequence_number == 2
