@@ -8,7 +8,7 @@ it. :func:`primary_and_standby` adds a standby built by ``pg_basebackup -R``, sy
 (``synchronous_standby_names`` on the primary names it) or asynchronous.
 
 Everything is torn down however the test ends: each node is stopped with ``pg_ctl stop -m
-immediate``, whatever survived is SIGKILLed, and the directories are removed. Every command has
+immediate`` (SIGKILLed if that fails), and the directories are removed. Every command has
 a timeout. Needs root (to run as ``postgres``) and the PostgreSQL binaries (``PG_BINDIR``,
 default ``/usr/lib/postgresql/15/bin``).
 """
@@ -98,7 +98,6 @@ class Node:
         self.data = base / "data"
         self.port = port
         self.log = base / "server.log"
-        self._pids: set[int] = set()  # every server process seen, killed at teardown
 
     @property
     def url(self) -> str:
@@ -113,7 +112,6 @@ class Node:
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
         _run("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30")
-        self._pids.update(self.processes())
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``pg_ctl stop -m mode``) and wait until it has."""
@@ -171,13 +169,13 @@ class Node:
             engine.dispose()
 
     def teardown(self) -> None:
-        """Stop the server however it is (immediately), kill what is left, remove its files."""
+        """Stop the server however it is (immediately); SIGKILL it if that fails. (Process
+        ids are never remembered: one reused by another process must not be killed.)"""
         if self.postmaster() is not None:
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 self.stop("immediate")
-        for pid in self._pids | set(self.processes()):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        if self.postmaster() is not None:
+            self.kill()
 
 
 def _alive(pid: int) -> bool:

@@ -80,10 +80,6 @@ class Writers:
         assert not self._thread.is_alive(), "the writers did not stop within 60 s"
         self._check_harness()
 
-    def succeeded(self) -> int:
-        with self._lock:
-            return sum(call.error is None for call in self.calls)
-
     def wait_for_successes(self, count: int, *, after: float, timeout: float = 30) -> float:
         """Wait until ``count`` calls started after ``after`` succeeded; when the first did."""
         deadline = time.monotonic() + timeout
