@@ -233,6 +233,8 @@ def _connect_hook(
     """
 
     def on_connect(connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        if wal:
+            _refuse_unwritable(database)
         cursor = connection.cursor()
         try:
             for pragma in pragmas:
@@ -251,6 +253,31 @@ def _connect_hook(
         _writers_first(connection, record)
 
     return on_connect
+
+
+def _refuse_unwritable(database: str | None) -> None:
+    """Refuse a database file (or its ``-wal``/``-shm``) this process can't write.
+
+    SQLite would open it read-only without a word (a read-only mount, ``chattr +i``, a file of
+    someone else's), and that connection would stay read-only after the cause is gone: every
+    write through it would fail until the persister was opened again. Refused, the next call
+    connects afresh. ``os.access``, not ``open``: closing a descriptor of the database file
+    would drop the locks this process's other connections hold on it.
+    """
+    if not database:
+        return
+    for path in (database, f"{database}-wal", f"{database}-shm"):
+        if os.path.exists(path) and not os.access(path, os.W_OK, effective_ids=True):
+            read_only_mount = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+            why = (
+                "is on a read-only file system"
+                if read_only_mount
+                else "can't be written by this process (its permissions, or an immutable attribute)"
+            )
+            raise PersistError(
+                f"the SQLite file {os.path.abspath(path)!r} {why}, so nothing can be written "
+                "to the database; fix that, or open the persister with read_only=True to read it"
+            )
 
 
 def _writers_first(connection: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
