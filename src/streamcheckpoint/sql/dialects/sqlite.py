@@ -222,7 +222,7 @@ def _open_read_only(
     taken: what any writer committed is in it then.
     """
     path = os.fspath(cargs[0])
-    check_files(path, writable=False)
+    _check_files(path, writable=False)
     mode = "mode=ro" if os.path.exists(f"{path}-wal") else "mode=ro&immutable=1"
     cargs[0] = f"file:{urllib.parse.quote(os.path.abspath(path))}?{mode}"
     cparams["uri"] = True
@@ -265,7 +265,7 @@ _NOT_REGULAR = {
 }
 
 
-def check_files(database: str | None, *, writable: bool) -> None:
+def _check_files(database: str | None, *, writable: bool) -> None:
     """Refuse, before SQLite opens anything, what it would follow, wait on or open read-only.
 
     The database file is the one the URL names, through any symbolic link (SQLite resolves it,
@@ -311,12 +311,12 @@ def check_files(database: str | None, *, writable: bool) -> None:
 
 
 def _check_files_first(database: str | None) -> Callable[..., None]:
-    """A ``do_connect`` hook running :func:`check_files` before each connection is opened."""
+    """A ``do_connect`` hook running :func:`_check_files` before each connection is opened."""
 
     def do_connect(
         dialect: sa.Dialect, record: ConnectionPoolEntry, cargs: list[Any], cparams: dict[str, Any]
     ) -> None:
-        check_files(database, writable=True)
+        _check_files(database, writable=True)
 
     return do_connect
 
