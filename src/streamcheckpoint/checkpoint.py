@@ -160,6 +160,8 @@ class Checkpoint:
             obj = json.loads(data)
         except json.JSONDecodeError as exc:
             raise ValueError(f"checkpoint is not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # "[[[[..." deeper than the parser goes
+            raise ValueError(f"checkpoint JSON is nested too deeply: {exc}") from exc
         if not isinstance(obj, dict):
             raise ValueError(f"checkpoint JSON must be an object, got {type(obj).__name__}")
         return _checkpoint_from_mapping(obj)

@@ -27,7 +27,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from ..checkpoint import Checkpoint, CheckpointRecord, PartitionKey
+from ..checkpoint import KEY_FIELDS, Checkpoint, CheckpointRecord, PartitionKey, make_key
 from ..errors import CorruptCheckpointError
 from ..persister import Scope
 from .dialects.base import KEY_PARAMS, WRITE_PARAMS, Dialect
@@ -238,7 +238,14 @@ def checkpoint_from_row(
 
 def record_from_row(row: Sequence[Any], source: str, from_db: TimeReader) -> CheckpointRecord:
     """Turn the driver's row of :attr:`Statements.select_records` into a record."""
-    key = PartitionKey(*row[:4])
+    try:
+        key = make_key(*row[:4])
+    except (TypeError, ValueError) as exc:  # a row streamcheckpoint didn't write
+        named = " ".join(f"{f}={v!r}" for f, v in zip(KEY_FIELDS, row[:4], strict=True))
+        raise CorruptCheckpointError(
+            f"a stored checkpoint in {source} has a key that can't be used ({named}): {exc}. "
+            "Fix or delete that row; it was not written by streamcheckpoint."
+        ) from exc
     checkpoint = checkpoint_from_row(row[4:7], key, source, from_db)
     try:
         updated_at = from_db(row[7])

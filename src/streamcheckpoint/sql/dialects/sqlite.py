@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 import urllib.parse
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -142,6 +144,7 @@ class SQLiteDialect(OnConflictDialect):
             return url, arguments, hooks
         pragmas = [f"busy_timeout={busy_timeout}", f"synchronous={synchronous}"]
         hooks = {
+            "do_connect": _check_files_first(url.database),
             "connect": _connect_hook(url.database, pragmas, wal=not memory, wait_ms=busy_timeout),
             "checkin": _writers_first,
         }
@@ -219,6 +222,7 @@ def _open_read_only(
     taken: what any writer committed is in it then.
     """
     path = os.fspath(cargs[0])
+    _check_files(path, writable=False)
     mode = "mode=ro" if os.path.exists(f"{path}-wal") else "mode=ro&immutable=1"
     cargs[0] = f"file:{urllib.parse.quote(os.path.abspath(path))}?{mode}"
     cparams["uri"] = True
@@ -251,6 +255,70 @@ def _connect_hook(
         _writers_first(connection, record)
 
     return on_connect
+
+
+_NOT_REGULAR = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _check_files(database: str | None, *, writable: bool) -> None:
+    """Refuse, before SQLite opens anything, what it would follow, wait on or open read-only.
+
+    The database file is the one the URL names, through any symbolic link (SQLite resolves it,
+    and keeps its own files beside the link's target): it must be a regular file, if it is there
+    at all, since SQLite waits forever reading a FIFO. SQLite's ``-wal``, ``-shm`` and
+    ``-journal`` beside it must be regular files, never links (followed out of the directory),
+    FIFOs or directories (a ``-journal`` FIFO hangs the open; a ``-shm`` directory makes the
+    connection read-only). With ``writable``, each that exists must be writable: SQLite would
+    open a database it can't write (a read-only mount, ``chattr +i``, someone else's file)
+    read-only without a word, and that connection would stay read-only after the cause was
+    gone. ``os.stat`` and ``os.access``, never ``open``: closing a descriptor of the database
+    file would drop the locks this process's other connections hold on it.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    real = os.path.realpath(database)
+    for path in (real, f"{real}-wal", f"{real}-shm", f"{real}-journal"):
+        try:
+            mode = os.stat(path).st_mode if path == real else os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "a device or other special file")
+            raise PersistError(
+                f"{path!r} is {kind}, not the regular file SQLite keeps for the database "
+                f"{database!r}, so it is neither followed nor used: remove it, then try again"
+            )
+        if (
+            writable
+            and not path.endswith("-journal")
+            and not os.access(path, os.W_OK, effective_ids=True)
+        ):
+            read_only_mount = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+            why = (
+                "is on a read-only file system"
+                if read_only_mount
+                else "can't be written by this process (its permissions, or an immutable attribute)"
+            )
+            raise PersistError(
+                f"the SQLite file {path!r} {why}, so nothing can be written to the database; "
+                "fix that, or open the persister with read_only=True to read it"
+            )
+
+
+def _check_files_first(database: str | None) -> Callable[..., None]:
+    """A ``do_connect`` hook running :func:`_check_files` before each connection is opened."""
+
+    def do_connect(
+        dialect: sa.Dialect, record: ConnectionPoolEntry, cargs: list[Any], cparams: dict[str, Any]
+    ) -> None:
+        _check_files(database, writable=True)
+
+    return do_connect
 
 
 def _writers_first(connection: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
