@@ -25,6 +25,7 @@ from conftest import run_concurrently
 from streamcheckpoint import (
     Checkpoint,
     CheckpointRegressionError,
+    CorruptCheckpointError,
     OwnershipLostError,
     PersistConnectionError,
     SQLPersister,
@@ -440,6 +441,28 @@ def test_racing_processes_for_one_partition_make_exactly_one_winner(
 
 
 # -- errors, the SDK's client, imports ------------------------------------------------------
+
+
+def test_a_hand_damaged_ownership_row_is_a_corrupt_row_not_a_crash(
+    open_store: Callable[..., Any], db: tuple[str, str | None]
+) -> None:
+    store = open_store()
+    store.claim_ownership([claim("0", "a"), claim("1", "a")])
+    url, schema = db
+    table = f'"{schema}".ownerships' if schema else "ownerships"
+    damage = sa.text(f"UPDATE {table} SET partition_id = '' WHERE partition_id = '1'")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:  # a key the API could never have written
+            if url.startswith("mysql"):  # the key hash's CHECK constraint keeps it out
+                with pytest.raises(sa.exc.OperationalError, match="ck_ownerships_key_hash"):
+                    conn.execute(damage)
+                return
+            conn.execute(damage)
+    finally:
+        engine.dispose()
+    with pytest.raises(CorruptCheckpointError, match=r"key that can't be used .*partition_id=''"):
+        store.list_ownership(NS, HUB, CG)
 
 
 def test_database_errors_are_persist_errors_without_the_password() -> None:

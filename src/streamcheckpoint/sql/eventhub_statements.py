@@ -27,7 +27,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from ..checkpoint import PartitionKey
 from .dialects.base import KEY_PARAMS, Dialect
 from .schema import KEY_COLUMN_NAMES, LAG_COLUMN_NAMES
-from .statements import TimeReader, corrupt_row_error
+from .statements import TimeReader, corrupt_row_error, key_from_row
 
 __all__ = [
     "Claim",
@@ -233,7 +233,7 @@ def compile_eventhub_statements(
 
 def ownership_from_row(row: Sequence[Any], source: str, from_db: TimeReader) -> OwnershipRecord:
     """Turn the driver's row of :attr:`EventHubStatements.list_ownerships` into a record."""
-    key = PartitionKey(*row[:4])
+    key = key_from_row(row, source)
     try:
         return OwnershipRecord(key, str(row[4]), str(row[5]), from_db(row[6]))
     except (TypeError, ValueError, OverflowError) as exc:
@@ -244,7 +244,7 @@ def last_enqueued_from_row(
     row: Sequence[Any], source: str, from_db: TimeReader
 ) -> LastEnqueuedRecord:
     """Turn the driver's row of :attr:`EventHubStatements.list_last_enqueued` into a record."""
-    key = PartitionKey(*row[:4])
+    key = key_from_row(row, source)
     sequence_number, offset, when = row[4:7]
     try:
         return LastEnqueuedRecord(

@@ -236,16 +236,21 @@ def checkpoint_from_row(
         raise corrupt_row_error(key, source, exc) from exc
 
 
-def record_from_row(row: Sequence[Any], source: str, from_db: TimeReader) -> CheckpointRecord:
-    """Turn the driver's row of :attr:`Statements.select_records` into a record."""
+def key_from_row(row: Sequence[Any], source: str) -> PartitionKey:
+    """The key in a row's first four columns, validated as an argument would be."""
     try:
-        key = make_key(*row[:4])
+        return make_key(*row[:4])
     except (TypeError, ValueError) as exc:  # a row streamcheckpoint didn't write
         named = " ".join(f"{f}={v!r}" for f, v in zip(KEY_FIELDS, row[:4], strict=True))
         raise CorruptCheckpointError(
-            f"a stored checkpoint in {source} has a key that can't be used ({named}): {exc}. "
+            f"a stored row in {source} has a key that can't be used ({named}): {exc}. "
             "Fix or delete that row; it was not written by streamcheckpoint."
         ) from exc
+
+
+def record_from_row(row: Sequence[Any], source: str, from_db: TimeReader) -> CheckpointRecord:
+    """Turn the driver's row of :attr:`Statements.select_records` into a record."""
+    key = key_from_row(row, source)
     checkpoint = checkpoint_from_row(row[4:7], key, source, from_db)
     try:
         updated_at = from_db(row[7])
