@@ -10,8 +10,9 @@ SQLite requires), so no connection or file is shared with the server or with ano
 ``{"directory": ..., "layout": ...}`` for a :class:`~streamcheckpoint.FilePersister`. It prints
 ``ready``, then answers one line on stdout for each line it reads on stdin:
 
-``start WRITER FIRST_COUNTER MONOTONIC PARTITION,PARTITION,... ACK_FILE``
-    fork a writer (see :func:`write_until_killed`); answers ``started PID``.
+``start WRITER FIRST_COUNTER MONOTONIC PARTITION,PARTITION,... ACK_FILE [STORE_JSON]``
+    fork a writer (see :func:`write_until_killed`) on the server's store, or on the one
+    ``STORE_JSON`` (without spaces) names; answers ``started PID``.
 ``kill PID``
     SIGKILL that writer and reap it; answers ``killed PID HOW``, ``HOW`` being ``signal 9`` for a
     writer the kill ended, or ``exit N`` for one that had already died (a failure).
@@ -38,6 +39,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 # Everything a writer imports, imported once here so that a forked writer starts at once.
+import alembic.command
+import alembic.config
+import alembic.script
 import psycopg
 import pymysql
 import sqlalchemy
@@ -49,7 +53,7 @@ import streamcheckpoint.sql.migrations
 from streamcheckpoint import Checkpoint, FilePersister, PartitionKey, SQLPersister
 from streamcheckpoint.persister import BasePersister
 
-_PRELOADED = (psycopg, pymysql, sqlalchemy, streamcheckpoint.sql.migrations)
+_PRELOADED = (alembic, psycopg, pymysql, sqlalchemy, streamcheckpoint.sql.migrations)
 
 KEY_GROUP = ("ns", "hub", "$Default")
 """Namespace, event hub and consumer group of every checkpoint the writers write."""
@@ -130,7 +134,9 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _fork_writer(store: dict[str, Any], args: list[str]) -> int:
-    writer, first_counter, monotonic, partitions, ack_file = args
+    writer, first_counter, monotonic, partitions, ack_file, *other = args
+    if other:
+        store = json.loads(other[0])
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:

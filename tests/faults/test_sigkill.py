@@ -25,7 +25,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +40,13 @@ from streamcheckpoint import (
     CheckpointRecord,
     FilePersister,
     PartitionKey,
+    SchemaError,
     SQLPersister,
 )
 from streamcheckpoint.filenames import LOCK_NAME, TEMP_PREFIX
 from streamcheckpoint.persister import BasePersister
+from streamcheckpoint.sql import migrations
+from test_migrations import assert_schema_matches_code
 
 SERVER = str(Path(__file__).with_name("_writer_server.py"))
 KILLS = 60
@@ -135,10 +138,18 @@ class WriterServer:
         return self._answer()
 
     def start(
-        self, writer: int, first_counter: int, monotonic: bool, partitions: list[str], ack: Path
+        self,
+        writer: int,
+        first_counter: int,
+        monotonic: bool,
+        partitions: list[str],
+        ack: Path,
+        store: dict[str, Any] | None = None,
     ) -> int:
+        """Fork a writer on the server's store (or on ``store``); return its process id."""
+        other = "" if store is None else " " + json.dumps(store, separators=(",", ":"))
         answer = self._ask(
-            f"start {writer} {first_counter} {int(monotonic)} {','.join(partitions)} {ack}"
+            f"start {writer} {first_counter} {int(monotonic)} {','.join(partitions)} {ack}{other}"
         )
         word, pid = answer.split()
         assert word == "started", answer
@@ -433,3 +444,184 @@ def test_the_check_tells_a_lost_or_invented_checkpoint() -> None:
         check_checkpoints(records(Checkpoint("w1.p0.c8", 8, now.enqueue_time)), {}, tried, 1, "")
     with pytest.raises(AssertionError):  # lost
         check_checkpoints([], {partition: 8}, tried, 1, "")
+
+
+# -- killed while it upgrades a new database ---------------------------------------------------
+
+FIRST_OPEN_ROUNDS = 30
+"""Rounds per database of :func:`test_a_writer_killed_while_it_creates_the_store`."""
+
+
+@contextmanager
+def new_stores(case: Case, tmp_path: Path) -> Iterator[Callable[[int], dict[str, Any]]]:
+    """Hand out a new, empty store of ``case``'s kind for each round; drop them afterwards."""
+    made: list[str] = []
+    admin = None if case.kind == "sqlite" else sa.create_engine(case.store["url"])
+
+    def new(round_number: int) -> dict[str, Any]:
+        if case.kind == "sqlite":
+            return {"url": f"sqlite:///{tmp_path / f'new-{round_number}.db'}"}
+        if case.kind == "postgresql":
+            made.append(f"{case.store['schema']}_{round_number}")
+            return {"url": case.store["url"], "schema": made[-1]}
+        made.append(f"{sa.make_url(case.store['url']).database}_{round_number}")
+        assert admin is not None
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{made[-1]}` CHARACTER SET utf8mb4"))
+        url = sa.make_url(case.store["url"]).set(database=made[-1])
+        return {"url": url.render_as_string(hide_password=False)}
+
+    try:
+        yield new
+    finally:
+        if admin is not None:
+            with admin.begin() as conn:
+                for name in made:
+                    if case.kind == "postgresql":
+                        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+                    else:
+                        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+            admin.dispose()
+
+
+def what_a_kill_left(store: dict[str, Any]) -> str:
+    """The revision recorded and the tables there, before anyone opens the store again."""
+    engine = sa.create_engine(store["url"])
+    try:
+        revision = migrations.current(engine, schema=store.get("schema"))
+        tables = sa.inspect(engine).get_table_names(schema=store.get("schema"))
+    finally:
+        engine.dispose()
+    return f"revision {revision}, tables {', '.join(sorted(tables)) or 'none'}"
+
+
+def wait_until_acknowledged(ack: Path) -> None:
+    deadline = time.monotonic() + 60
+    while read_log(ack).acks == 0:
+        assert time.monotonic() < deadline, "the writer acknowledged nothing in 60 s"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_a_writer_killed_while_it_creates_the_store_leaves_one_that_opens(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, record_property: Any
+) -> None:
+    """The first writer of a new database creates the tables as it opens: killed at any moment
+    of that, the next persister opens it (finishing the upgrade) and finds what was acked."""
+    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    case = make_case(kind, 1, tmp_path, request)
+    states: dict[str, int] = {}
+    started_at = time.monotonic()
+    lifetime = 0.0  # set by the first round, which runs until the writer's first ack
+    with new_stores(case, tmp_path) as new_store, writer_server(case.store) as server:
+        for round_number in range(FIRST_OPEN_ROUNDS):
+            store = new_store(round_number)
+            ack = tmp_path / f"open-{round_number}.ack"
+            began = time.monotonic()
+            pid = server.start(0, 0, round_number % 2 == 1, partitions_of(0), ack, store)
+            if round_number == 0:
+                wait_until_acknowledged(ack)
+                lifetime = 1.5 * (time.monotonic() - began)
+            else:
+                time.sleep(rng.uniform(0, lifetime))
+            assert server.kill(pid) == "signal 9"
+            log = read_log(ack)
+            assert log.errors == []
+            state = what_a_kill_left(store)
+            states[state] = states.get(state, 0) + 1
+            with SQLPersister(store["url"], schema=store.get("schema")) as fresh:
+                context = f"round {round_number}, {state}"
+                check_checkpoints(fresh.list(), log.acked, log.tried, 1, context)
+                fresh.write(*KEY_GROUP, "0", Checkpoint("x", 1))  # and it takes writes
+            assert migrations.current(store["url"], schema=store.get("schema")) == (
+                migrations.HEAD_REVISION
+            )
+    summary = (
+        f"{kind}: {FIRST_OPEN_ROUNDS} writers killed within {lifetime:.2f} s of starting on a "
+        f"new database, which they left as: "
+        + "; ".join(f"{n} x {state}" for state, n in sorted(states.items()))
+        + f"; {time.monotonic() - started_at:.1f} s"
+    )
+    print(summary)
+    record_property("first_open", summary)
+    assert sum(states.values()) == FIRST_OPEN_ROUNDS
+
+
+LAST_ENQUEUED = (
+    "ADD COLUMN last_enqueued_sequence_number BIGINT NULL, "
+    "ADD COLUMN last_enqueued_offset LONGTEXT CHARACTER SET utf8mb4 NULL, "
+    "ADD COLUMN last_enqueued_time DATETIME(6) NULL"
+)
+
+
+def _leave_mysql_as_a_kill_would(url: str, moment: str) -> None:
+    """Put a MySQL database in the state a process killed at ``moment`` of its first upgrade
+    leaves: MySQL can't roll DDL back, so what ran stays, while the revision recorded is the
+    one before (it is written, in the migration's transaction, after the DDL)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if moment == "after 0001's table":
+                migrations.upgrade(conn.engine, "0001")
+                conn.execute(sa.text(f"DELETE FROM {migrations.VERSION_TABLE}"))
+            elif moment == "after 0003's first statement":
+                migrations.upgrade(conn.engine, "0002")
+                conn.execute(sa.text(f"ALTER TABLE checkpoints {LAST_ENQUEUED}"))
+            else:
+                assert moment == "after 0003's last statement"
+                migrations.upgrade(conn.engine, "0003")
+                conn.execute(sa.text(f"UPDATE {migrations.VERSION_TABLE} SET version_num = '0002'"))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize(
+    "moment",
+    ["after 0001's table", "after 0003's first statement", "after 0003's last statement"],
+)
+def test_a_mysql_upgrade_killed_between_its_statements_is_finished_by_the_next_open(
+    mysql_database: str, moment: str
+) -> None:
+    _leave_mysql_as_a_kill_would(mysql_database, moment)
+    assert migrations.current(mysql_database) != migrations.HEAD_REVISION
+    with SQLPersister(mysql_database) as store:
+        store.write(*KEY_GROUP, "0", Checkpoint("1", 1))
+        assert store.read(*KEY_GROUP, "0") == Checkpoint("1", 1)
+    assert migrations.current(mysql_database) == migrations.HEAD_REVISION
+    engine = sa.create_engine(mysql_database)
+    try:
+        assert_schema_matches_code(engine, None)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.mysql
+def test_a_table_like_ours_that_holds_rows_is_still_not_taken_for_an_interrupted_upgrade(
+    mysql_database: str,
+) -> None:
+    _leave_mysql_as_a_kill_would(mysql_database, "after 0001's table")
+    engine = sa.create_engine(mysql_database)
+    try:
+        with engine.begin() as conn:  # someone wrote, so the table is not a killed upgrade's
+            conn.execute(
+                sa.text(
+                    "INSERT INTO checkpoints (key_hash, namespace, name, consumer_group, "
+                    "partition_id, stream_offset, sequence_number) VALUES (UNHEX(SHA2("
+                    "CONCAT_WS(X'00', 'a', 'b', 'c', 'd'), 256)), 'a', 'b', 'c', 'd', '1', 1)"
+                )
+            )
+        with pytest.raises(SchemaError, match="not created by streamcheckpoint"):
+            SQLPersister(mysql_database)
+        assert migrations.current(engine) is None
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM checkpoints")).scalar() == 1
+    finally:
+        engine.dispose()
