@@ -41,8 +41,16 @@ EXPIRATION = 2.5
 EVENT_EVERY = 0.02
 
 
+_say_lock = threading.Lock()
+
+
 def say(**fields: Any) -> None:
-    print(json.dumps(fields), flush=True)
+    """Print one JSON line. The SDK calls handlers from a thread per partition: ``print`` writes
+    the text and its newline separately, so two threads could run their lines together."""
+    line = json.dumps(fields) + "\n"
+    with _say_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def offset_of(partition: str, sequence: int) -> str:

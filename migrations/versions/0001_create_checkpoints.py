@@ -56,6 +56,29 @@ def downgrade() -> None:
     op.drop_table("checkpoints", schema=_schema())
 
 
+MYSQL_COLUMNS = {
+    "key_hash",
+    *KEY_COLUMNS,
+    "stream_offset",
+    "sequence_number",
+    "enqueue_time",
+    "updated_at",
+}
+
+
+def _made_by_a_killed_run(schema: str | None) -> bool:
+    """Whether this statement already ran, in an upgrade killed before it recorded the revision
+    (MySQL commits DDL at once): the table is there with exactly its columns. (streamcheckpoint
+    gets here only once it has made sure the table is its own and empty.)"""
+    if op.get_context().as_sql:
+        return False
+    inspector = sa.inspect(op.get_bind())
+    if not inspector.has_table("checkpoints", schema=schema):
+        return False
+    columns = {column["name"] for column in inspector.get_columns("checkpoints", schema=schema)}
+    return columns == MYSQL_COLUMNS
+
+
 def _upgrade_mysql() -> None:
     """MySQL/MariaDB: keyed on a hash of the key (four utf8mb4 VARCHAR(256) exceed InnoDB's
     3072-byte key), exact (binary, no-pad) key comparisons, microsecond DATETIMEs in UTC.
@@ -68,6 +91,8 @@ def _upgrade_mysql() -> None:
     collation = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
     key = f"VARCHAR({KEY_LENGTH}) CHARACTER SET utf8mb4 COLLATE {collation} NOT NULL"
     schema = _schema()
+    if _made_by_a_killed_run(schema):
+        return
     table = "checkpoints" if schema is None else f"`{schema.replace('`', '``')}`.checkpoints"
     columns = ",\n    ".join(f"{name} {key}" for name in KEY_COLUMNS)
     op.execute(

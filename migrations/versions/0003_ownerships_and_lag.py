@@ -142,6 +142,24 @@ def _mysql_name(table: str) -> str:
     return table if schema is None else f"`{schema.replace('`', '``')}`.{table}"
 
 
+LAST_ENQUEUED_COLUMNS = {
+    "last_enqueued_sequence_number",
+    "last_enqueued_offset",
+    "last_enqueued_time",
+}
+OWNERSHIPS_COLUMNS = {"key_hash", *KEY_COLUMNS, "owner_id", "etag", "last_modified_time"}
+
+
+def _mysql_columns(table: str) -> set[str]:
+    """The columns ``table`` has now (none if it doesn't exist, or with ``--sql``)."""
+    if op.get_context().as_sql:
+        return set()
+    inspector = sa.inspect(op.get_bind())
+    if not inspector.has_table(table, schema=_schema()):
+        return set()
+    return {column["name"] for column in inspector.get_columns(table, schema=_schema())}
+
+
 def _upgrade_mysql() -> None:
     """MySQL/MariaDB: keyed on the key's hash like ``checkpoints`` (see revision 0001), exact
     key comparisons, microsecond DATETIMEs in UTC. One statement per table: MySQL can't roll
@@ -152,12 +170,18 @@ def _upgrade_mysql() -> None:
     text = f"CHARACTER SET utf8mb4 COLLATE {collation}"
     key = f"VARCHAR({KEY_LENGTH}) {text} NOT NULL"
     columns = ",\n    ".join(f"{name} {key}" for name in KEY_COLUMNS)
-    op.execute(
-        f"ALTER TABLE {_mysql_name('checkpoints')} "
-        "ADD COLUMN last_enqueued_sequence_number BIGINT NULL, "
-        "ADD COLUMN last_enqueued_offset LONGTEXT CHARACTER SET utf8mb4 NULL, "
-        "ADD COLUMN last_enqueued_time DATETIME(6) NULL"
-    )
+    # A run of this upgrade killed after one of its statements left what that statement did
+    # (MySQL commits DDL at once) but not the revision: the next run skips what is done. Each
+    # statement is atomic, so a table or the three columns are there whole or not at all.
+    if not _mysql_columns("checkpoints") >= LAST_ENQUEUED_COLUMNS:
+        op.execute(
+            f"ALTER TABLE {_mysql_name('checkpoints')} "
+            "ADD COLUMN last_enqueued_sequence_number BIGINT NULL, "
+            "ADD COLUMN last_enqueued_offset LONGTEXT CHARACTER SET utf8mb4 NULL, "
+            "ADD COLUMN last_enqueued_time DATETIME(6) NULL"
+        )
+    if _mysql_columns("ownerships") == OWNERSHIPS_COLUMNS:
+        return
     op.execute(
         f"""CREATE TABLE {_mysql_name("ownerships")} (
     key_hash BINARY(32) NOT NULL,

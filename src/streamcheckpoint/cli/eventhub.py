@@ -198,6 +198,7 @@ def owners_release(
     if partition is not None:
         check_key_component("partition_id", partition)
     url = url_of(ctx)
+    # It writes (to a store that must already be there), so not read-only.
     with open_store(url, writing=True, create=False, schema=schema_of(ctx)) as persister:
         tables = _tables(persister, url)
         held = [

@@ -469,18 +469,58 @@ def _upgrade_to(
 
 
 def _refuse_foreign_table(conn: sa.Connection, engine: sa.Engine, schema: str | None) -> None:
-    """A ``checkpoints`` table without our revision is not ours to touch (or was made by hand)."""
-    if sa.inspect(conn).has_table(TABLE_NAME, schema=schema):
+    """A ``checkpoints`` table without our revision is not ours to touch (or was made by hand),
+    unless it is what our first migration on MySQL leaves when killed before it recorded the
+    revision (see :func:`_interrupted_first_migration`)."""
+    inspector = sa.inspect(conn)
+    if inspector.has_table(TABLE_NAME, schema=schema):
+        if _interrupted_first_migration(conn, inspector, schema):
+            logger.info(
+                "%s: finishing a first upgrade that was interrupted", _describe(engine, schema)
+            )
+            return
         raise SchemaError(
             f"{_describe(engine, schema)} already has a table {TABLE_NAME!r} but no "
             f"streamcheckpoint revision in {VERSION_TABLE}: it was not created by "
             "streamcheckpoint's migrations (another application's table, or created by hand). "
             "Nothing was changed. Use another database or schema; or, if that table is exactly "
             f"revision {HEAD_REVISION!r}'s, record it with `alembic -c alembic.ini -x url=... "
-            f"stamp {HEAD_REVISION}` from a source checkout. (On MySQL, which can't roll DDL "
-            "back, a first migration interrupted after creating the table leaves it like this: "
-            "if it holds no rows, drop it and open again.)"
+            f"stamp {HEAD_REVISION}` from a source checkout."
         )
+
+
+_MYSQL_0001_COLUMNS = frozenset(
+    {
+        "key_hash",
+        "namespace",
+        "name",
+        "consumer_group",
+        "partition_id",
+        "stream_offset",
+        "sequence_number",
+        "enqueue_time",
+        "updated_at",
+    }
+)
+
+
+def _interrupted_first_migration(
+    conn: sa.Connection, inspector: sa.Inspector, schema: str | None
+) -> bool:
+    """Whether MySQL's ``checkpoints`` is revision 0001's, made by our upgrade that was killed
+    before it recorded the revision: MySQL commits DDL at once, so the table stays while the
+    revision (written in the migration's transaction) is lost. It is ours if our version table
+    exists (the upgrade makes it first), the table has exactly 0001's columns and holds no row
+    (nothing can write before the revision is recorded). 0001 then leaves it as it is."""
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return False
+    if not inspector.has_table(VERSION_TABLE, schema=schema):
+        return False
+    columns = {column["name"] for column in inspector.get_columns(TABLE_NAME, schema=schema)}
+    if columns != _MYSQL_0001_COLUMNS:
+        return False
+    table = sa.table(TABLE_NAME, schema=schema)
+    return conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is None
 
 
 def _run(conn: sa.Connection, schema: str | None, command_name: str, revision: str) -> None:
