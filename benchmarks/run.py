@@ -5,7 +5,7 @@ Suites (all but ``profile`` run by default):
 * ``sqlite``: SQLPersister on SQLite, durable default and ``?synchronous=NORMAL``, against
   ``sqlite3`` with the same pragmas (commit per write, ``executemany``);
 * ``postgres``: SQLPersister against psycopg 3 in autocommit and in a transaction;
-* ``mysql``: PyMySQL on MariaDB (the floor; SQLPersister does not support MariaDB yet);
+* ``mysql``: SQLPersister on MariaDB/MySQL against PyMySQL running the same statements;
 * ``files``: FilePersister against a raw durable write and a Go-style non-atomic write;
 * ``b6``: azure-eventhub 5.0.0b6's SQLite checkpoint store (downloaded with pip at run time);
 * ``scale``: write and read latency with 1,000 vs 1,000,000 stored checkpoints, ``list``;

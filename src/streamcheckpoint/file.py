@@ -6,12 +6,10 @@ The port of Go's ``persist.FilePersister``, with its flaws fixed:
   directory, flushed and fsynced, moved over the target with ``os.replace`` and the directory is
   fsynced. A crash at any instant leaves the old or the new checkpoint, never an empty or partial
   file (Go's ``os.Create`` + ``Write`` could leave an empty file, which read as start of stream).
-* **Unambiguous names** in the default ``"nested"`` layout: every key maps to its own file,
-  nothing escapes the directory and :meth:`~FilePersister.list` recovers the exact keys.
-* **Go's naming** in the ``"go"`` layout, to share a directory with Go programs.
+* **Unambiguous names** in the default ``"nested"`` layout (every key its own file, the exact
+  keys listed back); Go's names in the ``"go"`` layout, to share a directory with Go programs.
 * **Corrupt files raise** :class:`~streamcheckpoint.errors.CorruptCheckpointError` naming the path.
-* **Safe for concurrent writers** (threads and processes); in monotonic mode the
-  read-compare-write holds an OS file lock.
+* **Safe for concurrent writers** (threads, processes); monotonic writes hold an OS file lock.
 
 How a key's file is named in each layout, and Go's ambiguities, is
 :mod:`streamcheckpoint.filenames`. All I/O is relative to directory file descriptors, one name at
@@ -75,7 +73,6 @@ if sys.platform != "win32":
 __all__ = ["FilePersister"]
 
 logger = logging.getLogger(__name__)
-
 
 STALE_TEMP_SECONDS = 600.0
 """Temporary files older than this are left over from a crash and removed by the constructor."""

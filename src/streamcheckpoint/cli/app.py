@@ -32,6 +32,16 @@ EXIT_INTERRUPTED = 130
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+TABLE_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+"""The ``--format`` option of the commands that list rows."""
+
+
 def console(stderr: bool = False) -> Console:
     # Wide enough that tables aren't folded when output is piped or captured.
     return Console(stderr=stderr, width=None if sys.stdout.isatty() else 160, highlight=False)

@@ -29,6 +29,7 @@ from .app import (
     EXIT_INTERRUPTED,
     EXIT_RUNTIME,
     EXIT_STALE,
+    TABLE_FORMAT,
     cli,
     confirm,
     console,
@@ -53,13 +54,7 @@ from .render import is_stale, iso_utc, parse_duration, status_csv, status_json, 
     metavar="DURATION",
     help="Mark partitions not updated for this long (e.g. 30s, 5m, 2h, 1d); exit 3 if any.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-)
+@TABLE_FORMAT
 @click.pass_context
 @handle_errors
 def status(

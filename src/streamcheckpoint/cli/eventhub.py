@@ -25,7 +25,16 @@ from ..persister import BasePersister, normalize_scope
 from ..sql import SQLPersister
 from ..sql.eventhub_statements import OwnershipRecord
 from ..sql.eventhub_tables import EventHubTables
-from .app import EXIT_RUNTIME, cli, console, handle_errors, open_store, schema_of, url_of
+from .app import (
+    EXIT_RUNTIME,
+    TABLE_FORMAT,
+    cli,
+    console,
+    handle_errors,
+    open_store,
+    schema_of,
+    url_of,
+)
 from .render import format_age, iso_utc
 
 __all__ = ["eventhub_fields"]
@@ -111,13 +120,7 @@ def owners() -> None:
 @click.option("--namespace", help="Only this Event Hubs namespace.")
 @click.option("--name", help="Only this event hub (needs --namespace).")
 @click.option("--consumer-group", help="Only this consumer group (needs --name).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-)
+@TABLE_FORMAT
 @click.pass_context
 @handle_errors
 def owners_list(

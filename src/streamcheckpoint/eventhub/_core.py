@@ -166,15 +166,21 @@ def _last_enqueued(properties: object) -> LastEnqueued | None:
 # -- what the SDK gets back -----------------------------------------------------------------
 
 
-def ownership_dict(record: OwnershipRecord) -> dict[str, Any]:
-    """A fresh ownership dict; ``last_modified_time`` in epoch seconds (a float), as the SDK
-    compares it with ``time.time()``."""
-    key = record.key
+def _key_dict(key: PartitionKey) -> dict[str, Any]:
+    """A key in the SDK's names."""
     return {
         "fully_qualified_namespace": key.namespace,
         "eventhub_name": key.name,
         "consumer_group": key.consumer_group,
         "partition_id": key.partition_id,
+    }
+
+
+def ownership_dict(record: OwnershipRecord) -> dict[str, Any]:
+    """A fresh ownership dict; ``last_modified_time`` in epoch seconds (a float), as the SDK
+    compares it with ``time.time()``."""
+    return {
+        **_key_dict(record.key),
         "owner_id": record.owner_id,
         "etag": record.etag,
         "last_modified_time": record.last_modified.timestamp(),
@@ -183,12 +189,8 @@ def ownership_dict(record: OwnershipRecord) -> dict[str, Any]:
 
 def checkpoint_dict(record: CheckpointRecord) -> dict[str, Any]:
     """A fresh checkpoint dict: ``offset`` a str, ``sequence_number`` an int."""
-    key = record.key
     return {
-        "fully_qualified_namespace": key.namespace,
-        "eventhub_name": key.name,
-        "consumer_group": key.consumer_group,
-        "partition_id": key.partition_id,
+        **_key_dict(record.key),
         "sequence_number": record.checkpoint.sequence_number,
         "offset": record.checkpoint.offset,
     }

@@ -19,15 +19,14 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..checkpoint import PartitionKey
 from .dialects.base import KEY_PARAMS, Dialect
 from .schema import KEY_COLUMN_NAMES, LAG_COLUMN_NAMES
-from .statements import TimeReader, corrupt_row_error, key_from_row
+from .statements import TimeReader, compile_for, corrupt_row_error, key_from_row
 
 __all__ = [
     "Claim",
@@ -208,17 +207,9 @@ def compile_eventhub_statements(
     """The statements of ``dialect`` as SQL text for an engine of ``engine_dialect``, with the
     tables in ``schema`` (``None``: the default one)."""
     target = dialect.compile_dialect(engine_dialect)
-    translate = {None: schema} if schema is not None else None
 
     def text(statement: sa.ClauseElement) -> Compiled:
-        compiled = cast(
-            SQLCompiler,
-            statement.compile(
-                dialect=target,
-                schema_translate_map=translate,
-                render_schema_translate=translate is not None,
-            ),
-        )
+        compiled = compile_for(statement, target, schema)
         return Compiled(compiled.string, tuple(compiled.positiontup or ()))
 
     built: dict[str, Any] = {

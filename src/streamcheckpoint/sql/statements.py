@@ -164,6 +164,19 @@ def _selects(
     return sa.select(*checkpoint).where(*dialect.key_filter(4)), by_scope
 
 
+def compile_for(statement: sa.ClauseElement, target: sa.Dialect, schema: str | None) -> SQLCompiler:
+    """``statement`` compiled for ``target``, its tables in ``schema`` (``None``: the default)."""
+    translate = {None: schema} if schema is not None else None
+    return cast(
+        SQLCompiler,
+        statement.compile(
+            dialect=target,
+            schema_translate_map=translate,
+            render_schema_translate=translate is not None,
+        ),
+    )
+
+
 def compile_statements(
     dialect: Dialect, engine_dialect: sa.Dialect, schema: str | None
 ) -> CompiledStatements:
@@ -171,17 +184,9 @@ def compile_statements(
     the table in ``schema`` (``None``: the default one)."""
     statements = statements_for(dialect)
     target = dialect.compile_dialect(engine_dialect)
-    translate = {None: schema} if schema is not None else None
 
     def text(statement: sa.ClauseElement, params: Sequence[str] | None) -> str:
-        compiled = cast(
-            SQLCompiler,
-            statement.compile(
-                dialect=target,
-                schema_translate_map=translate,
-                render_schema_translate=translate is not None,
-            ),
-        )
+        compiled = compile_for(statement, target, schema)
         order = tuple(compiled.positiontup or ())
         if params is not None and order != tuple(params):  # pragma: no cover - a coding error
             raise AssertionError(f"{statement} binds {order}, not {tuple(params)}")
