@@ -7,6 +7,7 @@ External servers come from environment variables. Unreachable means skip, except
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -47,6 +48,29 @@ def run_concurrently(workers: Sequence[Callable[[], object]]) -> list[BaseExcept
     for thread in threads:
         thread.join()
     return failures
+
+
+def require_package_readable_by_others() -> None:
+    """Fail (skip outside CI) unless another OS user can import streamcheckpoint from here.
+
+    Tests that fork a process and become another user load the package (and its migrations)
+    from this checkout: a checkout in a directory only its owner may enter (``mktemp -d`` makes
+    one) would fail them with a PermissionError that says nothing about why.
+    """
+    import streamcheckpoint
+
+    package = Path(streamcheckpoint.__file__).resolve().parent
+    closed = [d for d in [package, *package.parents] if not d.stat().st_mode & stat.S_IXOTH]
+    if not closed:
+        return
+    message = (
+        f"tests run as another OS user need {package} readable by other users, but "
+        f"{closed[-1]} is mode {stat.filemode(closed[-1].stat().st_mode)}: "
+        f"chmod o+rx it, or check the project out elsewhere"
+    )
+    if REQUIRE_SERVERS:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def require_server(url: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 from click.testing import CliRunner
 
-from conftest import REQUIRE_SERVERS
+from conftest import REQUIRE_SERVERS, require_package_readable_by_others
 from streamcheckpoint import Checkpoint, PersistError, SQLPersister, open_persister
 from streamcheckpoint.cli import cli
 
@@ -42,6 +42,7 @@ def users() -> Iterator[tuple[pwd.struct_passwd, pwd.struct_passwd]]:
         if REQUIRE_SERVERS:
             pytest.fail(f"{message}; STREAMCHECKPOINT_REQUIRE_SERVERS=1 requires it")
         pytest.skip(message)
+    require_package_readable_by_others()
     names = [f"sc{role}{uuid.uuid4().hex[:6]}" for role in ("svc", "rd")]
     for name in names:
         subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)

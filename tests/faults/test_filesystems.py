@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from conftest import require_package_readable_by_others
 from faults.conftest import require_root
 from streamcheckpoint import Checkpoint, FilePersister, PartitionKey, PersistError, SQLPersister
 from streamcheckpoint.persister import BasePersister
@@ -273,6 +274,7 @@ def test_an_immutable_file_or_directory_is_a_persist_error_and_writes_resume_onc
 def user_directory() -> Iterator[tuple[pwd.struct_passwd, Path]]:
     """A throwaway OS user and a directory of theirs that they can reach; both removed after."""
     require_root("creating an OS user")
+    require_package_readable_by_others()
     name = f"scfs{uuid.uuid4().hex[:8]}"
     subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
     directory = Path(tempfile.mkdtemp(prefix="sc-fsfaults-", dir="/tmp"))
