@@ -58,6 +58,7 @@ from .fsops import (
     SAFE_OPEN,
     Kind,
     entry_kind,
+    kind_in_words,
     make_durable_dirs,
     ns_from_utc,
     open_subdir,
@@ -79,12 +80,6 @@ STALE_TEMP_SECONDS = 600.0
 
 LOCK_TIMEOUT_SECONDS = 5.0
 """How long a monotonic write waits for the lock file before it fails (nothing written)."""
-_NOT_REGULAR = {
-    stat.S_IFLNK: "a symbolic link",
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFSOCK: "a socket",
-}
 _MAX_OPEN_DIRS = 64
 """Directory descriptors kept open between the two phases of one ``write_many``."""
 
@@ -356,10 +351,9 @@ class FilePersister(BasePersister):
     def _not_regular(
         self, path: tuple[str, ...], mode: int, error: type[PersistError]
     ) -> PersistError:
-        kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "a device or other special file")
         return error(
-            f"{self._path(path)!r} is {kind}, not the regular file streamcheckpoint makes, so it "
-            "is neither followed nor used: remove it, then try again"
+            f"{self._path(path)!r} is {kind_in_words(mode)}, not the regular file streamcheckpoint "
+            "makes, so it is neither followed nor used: remove it, then try again"
         )
 
     def _stage(

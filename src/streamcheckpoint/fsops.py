@@ -1,11 +1,13 @@
 """POSIX file operations the file persister is built on, each safe against a crash or a planted
 file: directories opened one level at a time below a descriptor, never through a symlink, and
-created durably; whole reads and writes; file times as aware UTC datetimes.
+created durably; whole reads and writes; file times as aware UTC datetimes; what a planted
+file is, in words (SQLite's files are checked with it too).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from contextlib import suppress
 from datetime import datetime, timezone
 from typing import Literal
@@ -15,6 +17,7 @@ __all__ = [
     "SAFE_OPEN",
     "Kind",
     "entry_kind",
+    "kind_in_words",
     "make_durable_dirs",
     "ns_from_utc",
     "open_subdir",
@@ -24,6 +27,19 @@ __all__ = [
 ]
 
 Kind = Literal["dir", "file", "other"]
+
+_KINDS_IN_WORDS = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def kind_in_words(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` that isn't a regular file is, for an error message."""
+    return _KINDS_IN_WORDS.get(stat.S_IFMT(mode), "a device or other special file")
+
 
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -39,25 +39,13 @@ __all__ = [
     "starting_position_from",
 ]
 
-OWNERSHIP_KEYS = (
-    "fully_qualified_namespace",
-    "eventhub_name",
-    "consumer_group",
-    "partition_id",
-    "owner_id",
-    "etag",
-    "last_modified_time",
-)
+_KEY_NAMES = ("fully_qualified_namespace", "eventhub_name", "consumer_group", "partition_id")
+"""A :class:`PartitionKey`'s fields in the SDK's names, in the same order."""
+
+OWNERSHIP_KEYS = (*_KEY_NAMES, "owner_id", "etag", "last_modified_time")
 """The keys of an ownership dict, as azure-eventhub reads them."""
 
-CHECKPOINT_KEYS = (
-    "fully_qualified_namespace",
-    "eventhub_name",
-    "consumer_group",
-    "partition_id",
-    "sequence_number",
-    "offset",
-)
+CHECKPOINT_KEYS = (*_KEY_NAMES, "sequence_number", "offset")
 """The keys of a checkpoint dict, as azure-eventhub reads them."""
 
 LAST_ENQUEUED_KWARG = "last_enqueued_event_properties"
@@ -85,7 +73,7 @@ def _key_of(document: Mapping[str, Any], what: str) -> PartitionKey:
     if not isinstance(document, Mapping):
         raise TypeError(f"each {what} must be a dict, not {type(document).__name__}")
     try:
-        return make_key(*(document[name] for name in OWNERSHIP_KEYS[:4]))
+        return make_key(*(document[name] for name in _KEY_NAMES))
     except KeyError as exc:
         raise ValueError(f"the {what} {dict(document)!r} has no {exc.args[0]!r}") from None
 
@@ -168,12 +156,7 @@ def _last_enqueued(properties: object) -> LastEnqueued | None:
 
 def _key_dict(key: PartitionKey) -> dict[str, Any]:
     """A key in the SDK's names."""
-    return {
-        "fully_qualified_namespace": key.namespace,
-        "eventhub_name": key.name,
-        "consumer_group": key.consumer_group,
-        "partition_id": key.partition_id,
-    }
+    return dict(zip(_KEY_NAMES, key, strict=True))
 
 
 def ownership_dict(record: OwnershipRecord) -> dict[str, Any]:

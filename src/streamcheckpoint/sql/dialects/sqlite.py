@@ -49,6 +49,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool, StaticPool
 
 from ...errors import PersistError
+from ...fsops import kind_in_words
 from ..schema import UTCTimestamp, as_utc, keyed_ownerships, keyed_table
 from .base import EngineHooks, Failure, OnConflictDialect, PoolHook
 
@@ -257,14 +258,6 @@ def _connect_hook(
     return on_connect
 
 
-_NOT_REGULAR = {
-    stat.S_IFLNK: "a symbolic link",
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFSOCK: "a socket",
-}
-
-
 def _check_files(database: str | None, *, writable: bool) -> None:
     """Refuse, before SQLite opens anything, what it would follow, wait on or open read-only.
 
@@ -288,10 +281,10 @@ def _check_files(database: str | None, *, writable: bool) -> None:
         except FileNotFoundError:
             continue
         if not stat.S_ISREG(mode):
-            kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "a device or other special file")
             raise PersistError(
-                f"{path!r} is {kind}, not the regular file SQLite keeps for the database "
-                f"{database!r}, so it is neither followed nor used: remove it, then try again"
+                f"{path!r} is {kind_in_words(mode)}, not the regular file SQLite keeps for the "
+                f"database {database!r}, so it is neither followed nor used: remove it, then "
+                "try again"
             )
         if (
             writable
