@@ -23,7 +23,16 @@ from streamcheckpoint.eventhub import SQLCheckpointStore
 
 from .cases import compare, list_case, missing
 from .harness import Target
-from .workload import HUB, LIST_GROUP, NAMESPACE, Context, Plan, group_items, sqlite_url
+from .workload import (
+    HUB,
+    LIST_GROUP,
+    NAMESPACE,
+    Context,
+    Plan,
+    checkpoint_documents,
+    group_items,
+    sqlite_url,
+)
 
 __all__ = ["load_store_class", "run"]
 
@@ -108,17 +117,7 @@ def run(ctx: Context) -> None:
             ctx, store_class, directory / "wal.db", ["journal_mode=WAL", "synchronous=FULL"]
         ),
     }
-    documents = [
-        {
-            "fully_qualified_namespace": key.namespace,
-            "eventhub_name": key.name,
-            "consumer_group": key.consumer_group,
-            "partition_id": key.partition_id,
-            "sequence_number": cp.sequence_number,
-            "offset": cp.offset,
-        }
-        for key, cp in plan.writes
-    ]
+    documents = checkpoint_documents(plan)
 
     def updater(store: Any) -> Callable[[int], None]:
         return lambda i: store.update_checkpoint(documents[i])

@@ -33,6 +33,7 @@ from .workload import (
     SQLITE_UPSERT,
     Context,
     Plan,
+    checkpoint_documents,
     pg_upsert_sql,
     raw_sqlite,
     sqlite_url,
@@ -127,26 +128,12 @@ def _open_stores(
     return stores
 
 
-def _documents(plan: Plan) -> list[dict[str, Any]]:
-    return [
-        {
-            "fully_qualified_namespace": key.namespace,
-            "eventhub_name": key.name,
-            "consumer_group": key.consumer_group,
-            "partition_id": key.partition_id,
-            "sequence_number": cp.sequence_number,
-            "offset": cp.offset,
-        }
-        for key, cp in plan.writes
-    ]
-
-
 def _compare_stores(
     ctx: Context, section: Section, stores: dict[str, Any], loop: asyncio.AbstractEventLoop
 ) -> None:
     settings = ctx.settings
     plan = Plan.build(settings)
-    documents = _documents(plan)
+    documents = checkpoint_documents(plan)
     sync = {name: store for name, store in stores.items() if not _is_async(name)}
     aio = {name: store for name, store in stores.items() if _is_async(name)}
 
@@ -272,7 +259,7 @@ def _compare_with_psycopg(
     import psycopg
 
     plan = Plan.build(ctx.settings)
-    documents = _documents(plan)
+    documents = checkpoint_documents(plan)
     conninfo = sa.make_url(ctx.postgres_url).set(drivername="postgresql")
     connection = loop.run_until_complete(
         psycopg.AsyncConnection.connect(

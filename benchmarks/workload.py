@@ -151,6 +151,21 @@ class Plan:
         return cls(writes, batches)
 
 
+def checkpoint_documents(plan: Plan) -> list[dict[str, Any]]:
+    """``plan.writes`` as azure-eventhub's checkpoint dicts (``update_checkpoint``'s argument)."""
+    return [
+        {
+            "fully_qualified_namespace": key.namespace,
+            "eventhub_name": key.name,
+            "consumer_group": key.consumer_group,
+            "partition_id": key.partition_id,
+            "sequence_number": cp.sequence_number,
+            "offset": cp.offset,
+        }
+        for key, cp in plan.writes
+    ]
+
+
 def batch_sources(plan: Plan) -> list[list[tuple[str, str, int, datetime | None]]]:
     """Each of ``plan.batches`` as the plain values a caller builds its checkpoints from:
     ``(partition id, offset, sequence number, aware enqueue time)`` per checkpoint."""
