@@ -7,13 +7,20 @@ External servers come from environment variables. Unreachable means skip, except
 from __future__ import annotations
 
 import os
+import pickle
+import pwd
+import select
+import signal
 import stat
+import subprocess
 import threading
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -71,6 +78,75 @@ def require_package_readable_by_others() -> None:
     if REQUIRE_SERVERS:
         pytest.fail(message)
     pytest.skip(message)
+
+
+@contextmanager
+def throwaway_os_user(prefix: str) -> Iterator[pwd.struct_passwd]:
+    """A new OS user with no home and no login shell, deleted afterwards.
+
+    Needs root (skipped without it, failed under REQUIRE_SERVERS) and a checkout the user can
+    read (:func:`require_package_readable_by_others`).
+    """
+    if os.geteuid() != 0:
+        message = "creating OS users needs root"
+        if REQUIRE_SERVERS:
+            pytest.fail(f"{message}; STREAMCHECKPOINT_REQUIRE_SERVERS=1 requires it")
+        pytest.skip(message)
+    require_package_readable_by_others()
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+def become(user: pwd.struct_passwd) -> None:
+    """Turn this (forked) process into ``user``: its uid and gid, no supplementary groups."""
+    os.setgroups([])
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+
+
+T = TypeVar("T")
+
+
+def in_child(
+    work: Callable[[], T], user: pwd.struct_passwd | None = None, timeout: float = 60
+) -> T:
+    """Run ``work`` in a forked process (as ``user`` if given) and return its result.
+
+    What it raised fails the test with its traceback; a child that hasn't answered within
+    ``timeout`` seconds is killed and fails the test.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        os.close(read)
+        try:
+            if user is not None:
+                become(user)
+            outcome: tuple[bool, Any] = (True, work())
+        except BaseException:
+            outcome = (False, traceback.format_exc())
+        with os.fdopen(write, "wb") as pipe:
+            pickle.dump(outcome, pipe)
+        os._exit(0)
+    os.close(write)
+    try:
+        ready, _, _ = select.select([read], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"the child process hung for {timeout} s")
+        with os.fdopen(read, "rb", closefd=False) as pipe:
+            succeeded, value = pickle.load(pipe)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    if not succeeded:
+        who = f" as {user.pw_name}" if user is not None else ""
+        raise AssertionError(f"the child process{who} failed:\n{value}")
+    return value  # type: ignore[no-any-return]
 
 
 def require_server(url: str) -> str:

@@ -10,23 +10,20 @@ would lock the service out of writing), and the service goes on writing.
 from __future__ import annotations
 
 import os
-import pickle
 import pwd
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 import traceback
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import REQUIRE_SERVERS, require_package_readable_by_others
+from conftest import become, in_child, throwaway_os_user
 from streamcheckpoint import Checkpoint, PersistError, SQLPersister, open_persister
 from streamcheckpoint.cli import cli
 
@@ -37,50 +34,8 @@ KEY = ("ns", "hub", "cg")
 @pytest.fixture
 def users() -> Iterator[tuple[pwd.struct_passwd, pwd.struct_passwd]]:
     """Two throwaway OS users: the service's and the reader's (removed afterwards)."""
-    if os.geteuid() != 0:
-        message = "creating OS users needs root"
-        if REQUIRE_SERVERS:
-            pytest.fail(f"{message}; STREAMCHECKPOINT_REQUIRE_SERVERS=1 requires it")
-        pytest.skip(message)
-    require_package_readable_by_others()
-    names = [f"sc{role}{uuid.uuid4().hex[:6]}" for role in ("svc", "rd")]
-    for name in names:
-        subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
-    try:
-        service, reader = (pwd.getpwnam(name) for name in names)
+    with throwaway_os_user("scsvc") as service, throwaway_os_user("scrd") as reader:
         yield service, reader
-    finally:
-        for name in names:
-            subprocess.run(["userdel", name], check=False)
-
-
-def as_user(user: pwd.struct_passwd, work: Callable[[], T], timeout: float = 60) -> T:
-    """Run ``work`` in a forked process that has become ``user``; its result or its error."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: become the user, do the work, report, leave
-        os.close(read)
-        try:
-            os.setgroups([])
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-            outcome: tuple[str, Any] = ("ok", work())
-        except BaseException as exc:
-            outcome = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-        with os.fdopen(write, "wb") as pipe:
-            pickle.dump(outcome, pipe)
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        deadline = time.monotonic() + timeout
-        outcome = pickle.load(pipe)
-    while os.waitpid(pid, os.WNOHANG) == (0, 0):
-        assert time.monotonic() < deadline, "the child never ended"
-        time.sleep(0.01)
-    kind, value = outcome
-    if kind == "error":
-        raise AssertionError(f"as {user.pw_name}: {value}")
-    return value  # type: ignore[no-any-return]
 
 
 class Service:
@@ -93,9 +48,7 @@ class Service:
             code = 0
             signal.signal(signal.SIGTERM, _stop_cleanly)
             try:
-                os.setgroups([])
-                os.setgid(user.pw_gid)
-                os.setuid(user.pw_uid)
+                become(user)
                 with SQLPersister(url) as store:
                     for sequence in range(1, 10**9):
                         store.write(*KEY, "0", Checkpoint(str(sequence), sequence))
@@ -193,14 +146,14 @@ def test_a_user_who_cant_write_reads_progress_and_leaves_no_file(
         while not (directory / "app.db-wal").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.2)  # a few hundred writes
-        while_writing = as_user(reader, lambda: read_as_monitor(url))
+        while_writing = in_child(lambda: read_as_monitor(url), reader)
         assert files_of(directory, reader) == []
         time.sleep(0.2)  # the service goes on writing after the reader has been
     finally:
         assert service.stop() == 0, "the service failed while the reader read"
     assert not (directory / "app.db-wal").exists()  # its clean close removed them
 
-    after_stopping = as_user(reader, lambda: read_as_monitor(url))
+    after_stopping = in_child(lambda: read_as_monitor(url), reader)
     assert files_of(directory, reader) == []
 
     for seen in (while_writing, after_stopping):

@@ -18,25 +18,21 @@ connection stayed read-only after the cause was gone; it is refused at connectio
 from __future__ import annotations
 
 import os
-import pickle
 import pwd
 import re
 import resource
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import traceback
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import require_package_readable_by_others
+from conftest import in_child, throwaway_os_user
 from faults.conftest import require_root
 from streamcheckpoint import Checkpoint, FilePersister, PartitionKey, PersistError, SQLPersister
 from streamcheckpoint.persister import BasePersister
@@ -56,38 +52,6 @@ def _open(kind: str, directory: Path, **options: Any) -> BasePersister:
 def _named(directory: Path) -> str:
     """A pattern for a message naming ``directory`` (or a path below it)."""
     return re.escape(str(directory))
-
-
-def _in_child(work: Callable[[], object], user: pwd.struct_passwd | None = None) -> None:
-    """Run ``work`` in a forked process (as ``user`` if given); fail if it fails or hangs."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        os.close(read)
-        try:
-            if user is not None:
-                os.setgroups([])
-                os.setgid(user.pw_gid)
-                os.setuid(user.pw_uid)
-            work()
-            outcome = "ok"
-        except BaseException:
-            outcome = traceback.format_exc()
-        with os.fdopen(write, "wb") as pipe:
-            pickle.dump(outcome, pipe)
-        os._exit(0)
-    os.close(write)
-    try:
-        ready, _, _ = select.select([read], [], [], 60)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-            pytest.fail("the child process hung")
-        with os.fdopen(read, "rb", closefd=False) as pipe:
-            outcome = pickle.load(pipe)
-    finally:
-        os.close(read)
-        os.waitpid(pid, 0)
-    assert outcome == "ok", outcome
 
 
 def _resumes(persisters: list[BasePersister], kind: str, directory: Path) -> None:
@@ -140,7 +104,7 @@ def test_a_file_size_limit_is_a_persist_error_and_writes_resume_once_raised(
         _resumes([store], kind, tmp_path)
         store.close()
 
-    _in_child(scenario)
+    in_child(scenario)
 
 
 # -- a read-only bind mount ------------------------------------------------------------------
@@ -273,18 +237,13 @@ def test_an_immutable_file_or_directory_is_a_persist_error_and_writes_resume_onc
 @pytest.fixture
 def user_directory() -> Iterator[tuple[pwd.struct_passwd, Path]]:
     """A throwaway OS user and a directory of theirs that they can reach; both removed after."""
-    require_root("creating an OS user")
-    require_package_readable_by_others()
-    name = f"scfs{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
-    directory = Path(tempfile.mkdtemp(prefix="sc-fsfaults-", dir="/tmp"))
-    try:
-        user = pwd.getpwnam(name)
-        os.chown(directory, user.pw_uid, user.pw_gid)
-        yield user, directory
-    finally:
-        shutil.rmtree(directory)
-        subprocess.run(["userdel", name], check=False)
+    with throwaway_os_user("scfs") as user:
+        directory = Path(tempfile.mkdtemp(prefix="sc-fsfaults-", dir="/tmp"))
+        try:
+            os.chown(directory, user.pw_uid, user.pw_gid)
+            yield user, directory
+        finally:
+            shutil.rmtree(directory)
 
 
 def _chmod_tree(directory: Path, *, writable: bool) -> None:
@@ -320,4 +279,4 @@ def test_a_user_without_write_permission_gets_a_persist_error_and_writes_resume_
         for persister in persisters:
             persister.close()
 
-    _in_child(scenario, user)
+    in_child(scenario, user)
