@@ -512,7 +512,7 @@ def _interrupted_first_migration(
     revision (written in the migration's transaction) is lost. It is ours if our version table
     exists (the upgrade makes it first), the table has exactly 0001's columns and holds no row
     (nothing can write before the revision is recorded). 0001 then leaves it as it is."""
-    if conn.dialect.name not in ("mysql", "mariadb"):
+    if not dialect_for_engine(conn.engine).ddl_commits_at_once:
         return False
     if not inspector.has_table(VERSION_TABLE, schema=schema):
         return False

@@ -120,6 +120,10 @@ class Dialect(abc.ABC):
     default_port: ClassVar[int | None] = None
     """The server's port when a URL gives none; ``None`` for a database in a file."""
 
+    ddl_commits_at_once: ClassVar[bool] = False
+    """Whether each DDL statement commits at once, outside the migration's transaction (MySQL):
+    a killed upgrade can then leave its tables without its revision recorded."""
+
     locks_rows: ClassVar[bool] = True
     """Whether writers lock rows (not the whole database): a batch then writes its rows in key
     order, so that two batches over the same keys can't deadlock."""

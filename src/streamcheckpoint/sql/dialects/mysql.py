@@ -156,6 +156,7 @@ class MySQLDialect(Dialect):
 
     name = "mysql"
     aliases = ("mariadb",)
+    ddl_commits_at_once = True
     driver = "pymysql"
     url_example = "mysql+pymysql://user:password@host:3306/dbname"
     extra = "mysql"
